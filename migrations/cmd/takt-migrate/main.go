@@ -1,0 +1,142 @@
+// Command takt-migrate applies Takt's database migrations and maintains the daily
+// partitions of the samples table.
+//
+//	takt-migrate [-database URL] up|down|status
+//	takt-migrate [-database URL] partitions [-ahead DAYS] [-retention DAYS]
+//
+// The database URL comes from -database or, by default, DATABASE_URL.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"takt.dev/migrations"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "takt-migrate:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: takt-migrate [-database URL] COMMAND
+
+Commands:
+  up          apply every pending migration
+  down        roll back the most recent migration
+  status      list migrations and whether each is applied
+  partitions  create daily sample partitions ahead and drop those past retention
+              [-ahead DAYS (default 7, 1..3660)] [-retention DAYS (default 0 = keep all)]
+
+The database URL is -database, or DATABASE_URL when the flag is not given.
+`
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	fl := flag.NewFlagSet("takt-migrate", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	fl.Usage = func() { fmt.Fprint(stderr, usage) }
+	url := fl.String("database", getenv("DATABASE_URL"), "PostgreSQL URL")
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	if fl.NArg() == 0 {
+		fl.Usage()
+		return errors.New("no command given")
+	}
+	if *url == "" {
+		return errors.New("no database: set DATABASE_URL or pass -database")
+	}
+	db, err := migrations.Open(*url)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	cmd, rest := fl.Arg(0), fl.Args()[1:]
+	if cmd != "partitions" && len(rest) > 0 {
+		return fmt.Errorf("%s: unexpected arguments %q", cmd, rest)
+	}
+	switch cmd {
+	case "up", "down", "status":
+		p, err := migrations.NewProvider(db)
+		if err != nil {
+			return err
+		}
+		switch cmd {
+		case "up":
+			res, err := p.Up(ctx)
+			for _, r := range res {
+				fmt.Fprintf(stdout, "applied %s (%s)\n", r.Source.Path, r.Duration.Round(time.Millisecond))
+			}
+			if err != nil {
+				return err
+			}
+			if len(res) == 0 {
+				fmt.Fprintln(stdout, "up to date")
+			}
+		case "down":
+			r, err := p.Down(ctx)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "rolled back %s\n", r.Source.Path)
+		case "status":
+			st, err := p.Status(ctx)
+			if err != nil {
+				return err
+			}
+			for _, s := range st {
+				applied := "pending"
+				if !s.AppliedAt.IsZero() {
+					applied = "applied " + s.AppliedAt.UTC().Format(time.RFC3339)
+				}
+				fmt.Fprintf(stdout, "%-40s %s\n", s.Source.Path, applied)
+			}
+		}
+		return nil
+	case "partitions":
+		pf := flag.NewFlagSet("partitions", flag.ContinueOnError)
+		pf.SetOutput(stderr)
+		ahead := pf.Int("ahead", 7, "days of partitions to create from today (UTC)")
+		retention := pf.Int("retention", 0, "drop partitions of days older than this many days (0 keeps all)")
+		if err := pf.Parse(rest); err != nil {
+			return err
+		}
+		if *ahead < 1 || *ahead > 3660 {
+			return fmt.Errorf("partitions: -ahead %d: want 1 to 3660", *ahead)
+		}
+		if *retention < 0 {
+			return fmt.Errorf("partitions: -retention %d: want 0 (keep all) or more", *retention)
+		}
+		now := time.Now().UTC()
+		n, err := migrations.EnsureSamplePartitions(ctx, db, now, *ahead)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "created %d partition(s) for %s .. %s\n", n, now.Format(time.DateOnly), now.AddDate(0, 0, *ahead-1).Format(time.DateOnly))
+		if *retention > 0 {
+			cutoff := now.AddDate(0, 0, -*retention)
+			d, err := migrations.DropSamplePartitions(ctx, db, cutoff)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "dropped %d partition(s) before %s\n", d, cutoff.Format(time.DateOnly))
+		}
+		return nil
+	default:
+		fl.Usage()
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}

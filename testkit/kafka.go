@@ -1,0 +1,131 @@
+package testkit
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"takt.dev/schemas"
+)
+
+// KafkaOptions shape a KafkaServer.
+type KafkaOptions struct {
+	// Partitions of each of Takt's topics (schemas.KafkaSamples, KafkaEvents,
+	// KafkaDeadLetter), created at start. Default 4.
+	Partitions int
+	// Proxied puts a Proxy in front of the broker, and makes the broker advertise the
+	// proxy's address, so that every client connection goes through it and Proxy.Cut
+	// cuts them all.
+	Proxied bool
+}
+
+// KafkaServer is an in-process Kafka-protocol broker (kfake) whose state lives in a
+// data directory, so that Stop and Start keep topics, records and committed offsets.
+type KafkaServer struct {
+	Dir   string
+	Port  int    // the broker's own port
+	Proxy *Proxy // non-nil when Proxied
+
+	opts    KafkaOptions
+	mu      sync.Mutex
+	cluster *kfake.Cluster
+}
+
+// StartKafka starts a broker with its data in dir.
+func StartKafka(dir string, opts KafkaOptions) (*KafkaServer, error) {
+	if opts.Partitions <= 0 {
+		opts.Partitions = 4
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	s := &KafkaServer{Dir: dir, opts: opts}
+	var err error
+	if s.Port, err = FreePort(); err != nil {
+		return nil, err
+	}
+	if opts.Proxied {
+		if s.Proxy, err = NewProxy("127.0.0.1:" + strconv.Itoa(s.Port)); err != nil {
+			return nil, err
+		}
+	}
+	return s, s.Start()
+}
+
+// Brokers returns the bootstrap address clients should use.
+func (s *KafkaServer) Brokers() []string {
+	if s.Proxy != nil {
+		return []string{s.Proxy.Addr()}
+	}
+	return []string{"127.0.0.1:" + strconv.Itoa(s.Port)}
+}
+
+// Start starts the broker (again), reloading its data directory.
+func (s *KafkaServer) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cluster != nil {
+		return fmt.Errorf("kafka: already running")
+	}
+	opts := []kfake.Opt{
+		kfake.Ports(s.Port),
+		kfake.DataDir(s.Dir),
+		kfake.SeedTopics(int32(s.opts.Partitions), schemas.KafkaSamples, schemas.KafkaEvents, schemas.KafkaDeadLetter),
+		kfake.AllowAutoTopicCreation(),
+		kfake.DefaultNumPartitions(s.opts.Partitions),
+	}
+	if s.Proxy != nil {
+		advertised := s.Proxy.Addr()
+		opts = append(opts, kfake.ListenFn(func(network, addr string) (net.Listener, error) {
+			l, err := net.Listen(network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return advertisingListener{l, advertised}, nil
+		}))
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return fmt.Errorf("start kafka: %w", err)
+	}
+	s.cluster = c
+	return nil
+}
+
+// Stop shuts the broker down, saving its state to the data directory.
+func (s *KafkaServer) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cluster != nil {
+		s.cluster.Close()
+		s.cluster = nil
+	}
+}
+
+// Close stops the broker and its proxy and removes the data directory.
+func (s *KafkaServer) Close() error {
+	s.Stop()
+	if s.Proxy != nil {
+		s.Proxy.Close()
+	}
+	return os.RemoveAll(s.Dir)
+}
+
+// advertisingListener reports another address as its own, which kfake advertises to
+// clients in metadata responses.
+type advertisingListener struct {
+	net.Listener
+	addr string
+}
+
+func (l advertisingListener) Addr() net.Addr {
+	a, err := net.ResolveTCPAddr("tcp", l.addr)
+	if err != nil {
+		return l.Listener.Addr()
+	}
+	return a
+}

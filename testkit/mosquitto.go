@@ -1,0 +1,153 @@
+package testkit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// MosquittoServer is a private Mosquitto broker on a fixed loopback port, with
+// persistence in its directory so that a Stop/Start keeps persistent sessions and the
+// QoS 1 messages queued for them.
+type MosquittoServer struct {
+	Dir  string
+	Port int
+
+	bin  string
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// mosquittoConf raises the limits at which Mosquitto drops QoS 1 messages for slow
+// or absent subscribers (max_queued_messages defaults to 1000): a broker that drops
+// is not one Takt's delivery promise can run on. Operators need the same settings.
+const mosquittoConf = `listener %d 127.0.0.1
+allow_anonymous true
+persistence true
+persistence_location %s/
+autosave_interval 1
+max_queued_messages 0
+max_queued_bytes 0
+max_inflight_messages 0
+log_dest file %s/mosquitto.log
+log_type error
+log_type warning
+log_type notice
+%s
+`
+
+// StartMosquitto writes a broker configuration in dir and starts the broker.
+func StartMosquitto(dir string) (*MosquittoServer, error) {
+	bin, err := findProgram("mosquitto", "/usr/sbin/mosquitto")
+	if err != nil {
+		return nil, err
+	}
+	s := &MosquittoServer{Dir: dir, bin: bin}
+	if s.Port, err = FreePort(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	userLine := ""
+	if os.Geteuid() == 0 {
+		// As root, Mosquitto switches to user "mosquitto", which cannot write our dir.
+		userLine = "user root"
+	}
+	conf := fmt.Sprintf(mosquittoConf, s.Port, dir, dir, userLine)
+	if err := os.WriteFile(filepath.Join(dir, "mosquitto.conf"), []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	return s, s.Start()
+}
+
+// Addr returns host:port.
+func (s *MosquittoServer) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port) }
+
+// URL returns the broker URL in paho's form, tcp://127.0.0.1:port.
+func (s *MosquittoServer) URL() string { return "tcp://" + s.Addr() }
+
+// Start starts the broker (again) and waits until it accepts connections.
+func (s *MosquittoServer) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		return errors.New("mosquitto: already running")
+	}
+	cmd := exec.Command(s.bin, "-c", filepath.Join(s.Dir, "mosquitto.conf"))
+	out, err := os.OpenFile(filepath.Join(s.Dir, "stderr.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := startChild(cmd, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("start mosquitto: %w", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	s.cmd, s.done = cmd, done
+	err = waitFor(context.Background(), 20*time.Second, "mosquitto on "+s.Addr(), func(ctx context.Context) error {
+		select {
+		case <-done:
+			return fmt.Errorf("mosquitto exited; see %s/mosquitto.log and %s/stderr.log", s.Dir, s.Dir)
+		default:
+		}
+		return dialable(ctx, s.Addr())
+	})
+	if err != nil {
+		_ = cmd.Process.Kill()
+		<-done
+		s.cmd = nil
+	}
+	return err
+}
+
+// Stop shuts the broker down cleanly; it saves its persistence file first.
+func (s *MosquittoServer) Stop() error { return s.signal(syscall.SIGTERM) }
+
+// Kill crashes the broker: what it had not saved (autosave is every second) is lost.
+func (s *MosquittoServer) Kill() error { return s.signal(syscall.SIGKILL) }
+
+func (s *MosquittoServer) signal(sig syscall.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return nil
+	}
+	if err := s.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+	s.cmd = nil
+	return nil
+}
+
+// Close stops the broker and removes its directory.
+func (s *MosquittoServer) Close() error {
+	err := s.Stop()
+	if rerr := os.RemoveAll(s.Dir); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// Running reports whether the broker is started.
+func (s *MosquittoServer) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd != nil
+}

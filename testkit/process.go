@@ -1,0 +1,119 @@
+package testkit
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"syscall"
+)
+
+// spawnCh serves process starts from one OS thread that never exits. Linux sends a
+// child's parent-death signal when the thread that forked it exits, not the process;
+// starting every child from a thread that lives as long as the process makes the
+// signal mean what we want: the server dies with the test binary.
+var spawnCh = func() chan spawnReq {
+	ch := make(chan spawnReq)
+	go func() {
+		runtime.LockOSThread()
+		for r := range ch {
+			r.done <- r.cmd.Start()
+		}
+	}()
+	return ch
+}()
+
+type spawnReq struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+// startChild starts cmd so that it receives sig when this process dies.
+func startChild(cmd *exec.Cmd, sig syscall.Signal) error {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = sig
+	done := make(chan error, 1)
+	spawnCh <- spawnReq{cmd, done}
+	return <-done
+}
+
+// asUser makes cmd run as the named user when this process runs as root (initdb and
+// postgres refuse to run as root) and returns that user's ids; otherwise it leaves
+// cmd alone and returns the current ids.
+func asUser(cmd *exec.Cmd, name string) (uid, gid int, err error) {
+	if os.Geteuid() != 0 {
+		return os.Getuid(), os.Getgid(), nil
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return 0, 0, fmt.Errorf("running as root, and user %q to run as: %w", name, err)
+	}
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	if cmd != nil {
+		if cmd.SysProcAttr == nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{}
+		}
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	}
+	return uid, gid, nil
+}
+
+// chownTree gives dir and everything in it to uid:gid.
+func chownTree(dir string, uid, gid int) error {
+	return filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
+}
+
+// ErrNotInstalled is returned when a server's program cannot be found.
+var ErrNotInstalled = errors.New("not installed")
+
+// findProgram looks for name on PATH, then in the extra glob patterns (newest last
+// after sorting, so the highest version wins).
+func findProgram(name string, patterns ...string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	var found []string
+	for _, pat := range patterns {
+		m, _ := filepath.Glob(pat)
+		found = append(found, m...)
+	}
+	sort.Slice(found, func(i, j int) bool { return versionLess(found[i], found[j]) })
+	if len(found) > 0 {
+		return found[len(found)-1], nil
+	}
+	return "", fmt.Errorf("%s: %w (looked on PATH and in %v); 'make test' installs it with apt-get", name, ErrNotInstalled, patterns)
+}
+
+// versionLess orders paths such as /usr/lib/postgresql/9/bin before .../15/bin.
+func versionLess(a, b string) bool {
+	na, nb := firstNumber(a), firstNumber(b)
+	if na != nb {
+		return na < nb
+	}
+	return a < b
+}
+
+func firstNumber(s string) int {
+	n, in := 0, false
+	for _, c := range s {
+		if c >= '0' && c <= '9' {
+			n, in = n*10+int(c-'0'), true
+		} else if in {
+			return n
+		}
+	}
+	return n
+}

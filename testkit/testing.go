@@ -1,0 +1,271 @@
+package testkit
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"takt.dev/migrations"
+)
+
+// EnvDatabaseURL names a PostgreSQL server to use instead of a private cluster. The
+// role in it must be allowed to create databases. Fault tests that stop the server
+// skip when it is set, because they cannot stop a server they did not start.
+const EnvDatabaseURL = "TAKT_TEST_DATABASE_URL"
+
+var shared struct {
+	sync.Mutex
+	main     bool
+	root     string
+	pg       *PostgresServer
+	external *url.URL
+	template string
+	mq       *MosquittoServer
+	closers  []func() error
+}
+
+var dbCounter atomic.Int64
+
+// Main runs the package's tests and then removes every server testkit started, even
+// when tests failed or the run was interrupted. Call it from TestMain.
+func Main(m *testing.M) {
+	shared.Lock()
+	shared.main = true
+	shared.Unlock()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		closeAll()
+		os.Exit(130)
+	}()
+	code := m.Run()
+	closeAll()
+	os.Exit(code)
+}
+
+func closeAll() {
+	shared.Lock()
+	defer shared.Unlock()
+	for i := len(shared.closers) - 1; i >= 0; i-- {
+		if err := shared.closers[i](); err != nil {
+			fmt.Fprintln(os.Stderr, "testkit: cleanup:", err)
+		}
+	}
+	shared.closers = nil
+	if shared.root != "" {
+		os.RemoveAll(shared.root)
+		shared.root = ""
+	}
+}
+
+// rootDir returns the directory private servers live in; the caller holds shared.
+func rootDir(t testing.TB) string {
+	t.Helper()
+	if !shared.main {
+		t.Fatal("testkit: call testkit.Main(m) from TestMain, so that private servers are removed at exit")
+	}
+	if shared.root == "" {
+		dir, err := os.MkdirTemp("", "takt-test-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dir, 0o755); err != nil { // the postgres user must reach its data dir
+			t.Fatal(err)
+		}
+		shared.root = dir
+	}
+	return shared.root
+}
+
+// Postgres returns the package's private PostgreSQL server, starting it on first use
+// and again if an earlier test left it stopped. It skips the test when
+// TAKT_TEST_DATABASE_URL is set: a test asking for the server means to stop it.
+func Postgres(t testing.TB) *PostgresServer {
+	t.Helper()
+	if os.Getenv(EnvDatabaseURL) != "" {
+		t.Skipf("fault test needs a private PostgreSQL; %s is set", EnvDatabaseURL)
+	}
+	shared.Lock()
+	defer shared.Unlock()
+	return privatePostgres(t)
+}
+
+func privatePostgres(t testing.TB) *PostgresServer {
+	t.Helper()
+	if shared.pg == nil {
+		s, err := StartPostgres(filepath.Join(rootDir(t), "postgres"))
+		if err != nil {
+			t.Fatalf("testkit: private PostgreSQL: %v", err)
+		}
+		shared.pg = s
+		shared.closers = append(shared.closers, s.Close)
+	}
+	if !shared.pg.Running() {
+		if err := shared.pg.Start(); err != nil {
+			t.Fatalf("testkit: restart PostgreSQL: %v", err)
+		}
+	}
+	return shared.pg
+}
+
+// serverURL returns the URL of database name on the test server; the caller holds shared.
+func serverURL(t testing.TB, name string) string {
+	t.Helper()
+	if raw := os.Getenv(EnvDatabaseURL); raw != "" {
+		if shared.external == nil {
+			u, err := url.Parse(raw)
+			if err != nil {
+				t.Fatalf("testkit: %s: %v", EnvDatabaseURL, err)
+			}
+			shared.external = u
+		}
+		u := *shared.external
+		u.Path = "/" + name
+		return u.String()
+	}
+	return privatePostgres(t).URL(name)
+}
+
+// Database is a fresh database of its own for one test, with Takt's migrations
+// applied, dropped when the test ends.
+type Database struct {
+	Name string
+	URL  string // as the server's superuser (or the TAKT_TEST_DATABASE_URL role): owner of every table
+}
+
+// NewDatabase creates a database for t from a migrated template.
+func NewDatabase(t testing.TB) *Database {
+	return newDatabase(t, true)
+}
+
+// NewEmptyDatabase creates a database for t with no migrations applied.
+func NewEmptyDatabase(t testing.TB) *Database {
+	return newDatabase(t, false)
+}
+
+func newDatabase(t testing.TB, migrated bool) *Database {
+	t.Helper()
+	shared.Lock()
+	defer shared.Unlock()
+	admin := serverURL(t, "postgres")
+	template := "template0"
+	if migrated && shared.template == "" {
+		name := fmt.Sprintf("takt_template_%d", os.Getpid())
+		if err := createTemplate(admin, serverURL(t, name), name); err != nil {
+			t.Fatalf("testkit: template database: %v", err)
+		}
+		shared.template = name
+		shared.closers = append(shared.closers, func() error { return dropDatabase(admin, name) })
+	}
+	if migrated {
+		template = shared.template
+	}
+	name := fmt.Sprintf("takt_test_%d_%d", os.Getpid(), dbCounter.Add(1))
+	if err := execAdmin(admin, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", name, template)); err != nil {
+		t.Fatalf("testkit: create database: %v", err)
+	}
+	t.Cleanup(func() {
+		shared.Lock()
+		defer shared.Unlock()
+		if shared.pg != nil && !shared.pg.Running() {
+			return // the server goes away with the package
+		}
+		if err := dropDatabase(admin, name); err != nil {
+			t.Logf("testkit: drop database %s: %v", name, err)
+		}
+	})
+	return &Database{Name: name, URL: serverURL(t, name)}
+}
+
+// Pool returns a connection pool to the database, closed when the test ends.
+func (d *Database) Pool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	p, err := pgxpool.New(context.Background(), d.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+func createTemplate(admin, tplURL, name string) error {
+	if err := execAdmin(admin, "CREATE DATABASE "+name); err != nil {
+		return err
+	}
+	db, err := migrations.Open(tplURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return migrations.Up(ctx, db)
+}
+
+func dropDatabase(admin, name string) error {
+	return execAdmin(admin, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+}
+
+func execAdmin(admin, sql string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return err
+	}
+	defer c.Close(ctx)
+	_, err = c.Exec(ctx, sql)
+	return err
+}
+
+// Mosquitto returns the package's private Mosquitto broker, starting it on first use
+// and again if an earlier test left it stopped.
+func Mosquitto(t testing.TB) *MosquittoServer {
+	t.Helper()
+	shared.Lock()
+	defer shared.Unlock()
+	if shared.mq == nil {
+		s, err := StartMosquitto(filepath.Join(rootDir(t), "mosquitto"))
+		if err != nil {
+			t.Fatalf("testkit: private Mosquitto: %v", err)
+		}
+		shared.mq = s
+		shared.closers = append(shared.closers, s.Close)
+	}
+	if !shared.mq.Running() {
+		if err := shared.mq.Start(); err != nil {
+			t.Fatalf("testkit: restart Mosquitto: %v", err)
+		}
+	}
+	return shared.mq
+}
+
+// Kafka starts a Kafka-protocol broker for t alone, behind a Proxy (so the test can
+// cut its clients off), with Takt's topics created; it is removed when t ends. Being
+// in process, it starts in milliseconds: each test gets a clean one, with no records
+// or group offsets left by another.
+func Kafka(t testing.TB, opts ...KafkaOptions) *KafkaServer {
+	t.Helper()
+	o := KafkaOptions{Proxied: true}
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	s, err := StartKafka(t.TempDir(), o)
+	if err != nil {
+		t.Fatalf("testkit: kafka: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
