@@ -1,0 +1,40 @@
+# Takt: the two commands are `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+GO ?= go
+# Every module of the workspace, in go.work order.
+MODULES = $(shell $(GO) list -m -f '{{.Dir}}')
+TEST_TIMEOUT ?= 20m
+
+.PHONY: all deps build vet test bench fuzz demo tidy
+
+all: build
+
+deps:
+	@./scripts/ensure-deps.sh
+
+build:
+	@set -e; for d in $(MODULES); do echo "== build $$(basename $$d)"; (cd $$d && $(GO) build ./... && GOWORK=off $(GO) build ./...); done
+
+vet:
+	@set -e; for d in $(MODULES); do echo "== vet $$(basename $$d)"; (cd $$d && $(GO) vet ./...); done
+
+# Every module's tests, with the race detector, against real servers that the tests
+# start privately (see testkit/).
+test: deps build vet
+	@set -e; for d in $(MODULES); do echo "== test $$(basename $$d)"; (cd $$d && $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...); done
+
+# Benchmarks; prints `BENCH <name> <value> <unit>` lines (full output on stderr).
+bench: deps
+	@./scripts/bench.sh
+
+# A short run of every fuzz target (FUZZTIME each).
+FUZZTIME ?= 30s
+fuzz:
+	cd schemas && $(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) .
+
+# The pipeline with embedded defaults; Ctrl-C stops it.
+demo: deps
+	$(GO) run ./testkit/cmd/takt-demo
+
+tidy:
+	@set -e; for d in $(MODULES); do (cd $$d && GOWORK=off $(GO) mod tidy); done

@@ -1,0 +1,3 @@
+module takt.dev/aggregator
+
+go 1.26.8

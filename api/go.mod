@@ -1,0 +1,3 @@
+module takt.dev/api
+
+go 1.26.8

@@ -1,0 +1,3 @@
+module takt.dev/edge-agent
+
+go 1.26.8

@@ -1,0 +1,3 @@
+module takt.dev/ingest
+
+go 1.26.8

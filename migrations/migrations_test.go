@@ -1,0 +1,319 @@
+package migrations_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"takt.dev/migrations"
+	"takt.dev/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+func tableCount(t *testing.T, pool *pgxpool.Pool) int {
+	t.Helper()
+	var n int
+	err := pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'goose_db_version'`).Scan(&n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestUpDownUp(t *testing.T) {
+	ctx := context.Background()
+	d := testkit.NewEmptyDatabase(t)
+	db, err := migrations.Open(d.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	p, err := migrations.NewProvider(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := d.Pool(t)
+
+	res, err := p.Up(ctx)
+	if err != nil {
+		t.Fatalf("first up: %v", err)
+	}
+	if len(res) != len(p.ListSources()) {
+		t.Fatalf("applied %d of %d migrations", len(res), len(p.ListSources()))
+	}
+	after := tableCount(t, pool)
+	if after < 20 {
+		t.Fatalf("%d tables after up, want the whole model", after)
+	}
+	if _, err := p.DownTo(ctx, 0); err != nil {
+		t.Fatalf("down to 0: %v", err)
+	}
+	if n := tableCount(t, pool); n != 0 {
+		t.Fatalf("%d tables left after down to 0", n)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		t.Fatalf("second up: %v", err)
+	}
+	if n := tableCount(t, pool); n != after {
+		t.Fatalf("%d tables after up/down/up, %d after the first up", n, after)
+	}
+	if err := migrations.Up(ctx, db); err != nil {
+		t.Fatalf("up when up to date: %v", err)
+	}
+}
+
+// seed makes tenants a and b, each with a site, line, equipment, product and some
+// rows in every kind of table, as the owner (which RLS does not restrict).
+func seed(t *testing.T, pool *pgxpool.Pool) {
+	t.Helper()
+	ctx := context.Background()
+	for _, tn := range []string{"a", "b"} {
+		_, err := pool.Exec(ctx, `
+WITH tn AS (INSERT INTO tenant VALUES ($1, 'Tenant ' || $1) RETURNING tenant_id),
+s AS (INSERT INTO site (tenant_id, code, name, time_zone) SELECT tenant_id, 'site', 'Site', 'Europe/Paris' FROM tn RETURNING tenant_id, id),
+ar AS (INSERT INTO area (tenant_id, site_id, code, name) SELECT tenant_id, id, 'area', 'Area' FROM s RETURNING tenant_id, id),
+l AS (INSERT INTO line (tenant_id, area_id, code, name) SELECT tenant_id, id, 'line', 'Line' FROM ar RETURNING tenant_id, id),
+wc AS (INSERT INTO work_center (tenant_id, line_id, code, name) SELECT tenant_id, id, 'wc', 'WC' FROM l RETURNING tenant_id, id),
+e AS (INSERT INTO equipment (tenant_id, work_center_id, code, name, attributes) SELECT tenant_id, id, 'filler-' || $1, 'Filler', '{"vendor":"krones"}' FROM wc RETURNING tenant_id, id),
+p AS (INSERT INTO product (tenant_id, code, name, ideal_cycle_time_s) SELECT tenant_id, 'bottle', 'Bottle', 0.5 FROM tn RETURNING tenant_id, id)
+INSERT INTO production_run (tenant_id, equipment_id, product_id, start_time, end_time, planned_production_time_s, operating_time_s, total_parts_produced, good_parts)
+SELECT e.tenant_id, e.id, p.id, '2026-11-25 06:00Z', '2026-11-25 14:00Z', 28800, 25000, 1000, 990 FROM e, p`, tn)
+		if err != nil {
+			t.Fatalf("seed %s: %v", tn, err)
+		}
+		for _, q := range []string{
+			`INSERT INTO samples (tenant_id, equipment, tag, ts, value, quality, role, agent, seq) VALUES ($1, 'filler-' || $1, 'speed', '2026-11-25 08:00Z', 1, 1, 1, 'gw', 1)`,
+			`INSERT INTO state_interval (tenant_id, equipment, starts_at, ends_at, category) VALUES ($1, 'filler-' || $1, '2026-11-25 08:00Z', '2026-11-25 09:00Z', 1)`,
+			`INSERT INTO part_count (tenant_id, equipment, ts, kind, increment) VALUES ($1, 'filler-' || $1, '2026-11-25 08:00Z', 1, 10)`,
+			`INSERT INTO oee_window (tenant_id, equipment, granularity, starts_at, ends_at, planned_s, run_s, total_count, good_count) VALUES ($1, 'filler-' || $1, 'hour', '2026-11-25 08:00Z', '2026-11-25 09:00Z', 3600, 3000, 100, 99)`,
+			`INSERT INTO audit_log (tenant_id, actor, action, entity, entity_id) VALUES ($1, 'seed', 'insert', 'equipment', '1')`,
+		} {
+			if _, err := pool.Exec(ctx, q, tn); err != nil {
+				t.Fatalf("seed %s: %s: %v", tn, q, err)
+			}
+		}
+	}
+}
+
+// asTenant runs fn in a transaction as the application role with tenant set locally,
+// the way the API does.
+func asTenant(t *testing.T, pool *pgxpool.Pool, tenant string, fn func(pgx.Tx) error) error {
+	t.Helper()
+	return pgx.BeginFunc(context.Background(), pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(context.Background(), `SET LOCAL ROLE `+migrations.AppRole); err != nil {
+			return err
+		}
+		if tenant != "" {
+			if _, err := tx.Exec(context.Background(), `SELECT set_config('app.tenant', $1, true)`, tenant); err != nil {
+				return err
+			}
+		}
+		return fn(tx)
+	})
+}
+
+var tenantTables = []string{"tenant", "site", "area", "line", "work_center", "equipment", "product",
+	"production_run", "samples", "state_interval", "part_count", "oee_window", "audit_log"}
+
+func TestRowLevelSecurity(t *testing.T) {
+	ctx := context.Background()
+	pool := testkit.NewDatabase(t).Pool(t)
+	seed(t, pool)
+
+	for _, table := range tenantTables {
+		t.Run(table, func(t *testing.T) {
+			err := asTenant(t, pool, "a", func(tx pgx.Tx) error {
+				var total, own int
+				if err := tx.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE tenant_id = 'a') FROM `+table).Scan(&total, &own); err != nil {
+					return err
+				}
+				if total == 0 || total != own {
+					t.Errorf("tenant a sees %d rows of %s, %d of them its own; want only its own, at least one", total, table, own)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = asTenant(t, pool, "", func(tx pgx.Tx) error {
+				var n int
+				if err := tx.QueryRow(ctx, `SELECT count(*) FROM `+table).Scan(&n); err != nil {
+					return err
+				}
+				if n != 0 {
+					t.Errorf("with no tenant set, %s shows %d rows; want none", table, n)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+
+	// A session pooled after a tenant's transaction must not keep the tenant.
+	var leaked int
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SET LOCAL ROLE `+migrations.AppRole); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `SELECT count(*) FROM samples`).Scan(&leaked)
+	})
+	if err != nil || leaked != 0 {
+		t.Fatalf("a later transaction without a tenant sees %d samples (%v)", leaked, err)
+	}
+
+	inserts := map[string]string{
+		"samples":   `INSERT INTO samples (tenant_id, equipment, tag, ts, value, quality, role, agent, seq) VALUES ('b', 'x', 'y', now(), 1, 1, 1, 'gw', 99)`,
+		"site":      `INSERT INTO site (tenant_id, code, name, time_zone) VALUES ('b', 'intruder', 'X', 'UTC')`,
+		"audit_log": `INSERT INTO audit_log (tenant_id, actor, action, entity, entity_id) VALUES ('b', 'mallory', 'insert', 'site', '1')`,
+	}
+	for table, q := range inserts {
+		err := asTenant(t, pool, "a", func(tx pgx.Tx) error { _, err := tx.Exec(ctx, q); return err })
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || (pgErr.Code != "42501") {
+			t.Errorf("tenant a inserting a %s row for tenant b: err = %v, want SQLSTATE 42501 (row-level security / privilege)", table, err)
+		}
+	}
+	// And tenant a cannot move its own rows to b.
+	err = asTenant(t, pool, "a", func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `UPDATE equipment SET tenant_id = 'b'`)
+		return err
+	})
+	if err == nil {
+		t.Error("tenant a moved its equipment to tenant b")
+	}
+	// Tenant a can write its own rows.
+	err = asTenant(t, pool, "a", func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO site (tenant_id, code, name, time_zone) VALUES ('a', 'second', 'Second', 'America/Chicago')`)
+		return err
+	})
+	if err != nil {
+		t.Errorf("tenant a inserting its own site: %v", err)
+	}
+}
+
+func TestAuditLogIsAppendOnly(t *testing.T) {
+	ctx := context.Background()
+	pool := testkit.NewDatabase(t).Pool(t)
+	seed(t, pool)
+	for _, q := range []string{`UPDATE audit_log SET actor = 'nobody'`, `DELETE FROM audit_log`, `TRUNCATE audit_log`} {
+		_, err := pool.Exec(ctx, q) // as the owner, the strongest role the app has
+		if err == nil || !strings.Contains(err.Error(), "append-only") {
+			t.Errorf("%s as owner: err = %v, want refusal", q, err)
+		}
+		err = asTenant(t, pool, "a", func(tx pgx.Tx) error { _, err := tx.Exec(ctx, q); return err })
+		if err == nil {
+			t.Errorf("%s as takt_app: accepted", q)
+		}
+	}
+}
+
+func TestConstraints(t *testing.T) {
+	ctx := context.Background()
+	pool := testkit.NewDatabase(t).Pool(t)
+	seed(t, pool)
+	cases := map[string]string{
+		"end before start": `UPDATE production_run SET end_time = start_time - interval '1 hour'`,
+		"good > total":     `UPDATE production_run SET good_parts = total_parts_produced + 1`,
+		"operating > plan": `UPDATE production_run SET operating_time_s = planned_production_time_s + 1`,
+		"parts add up":     `UPDATE production_run SET scrap_parts = 10, rework_parts = 10`,
+		"bad time zone":    `INSERT INTO site (tenant_id, code, name, time_zone) VALUES ('a', 'x', 'X', 'Mars/Olympus')`,
+		"code charset":     `INSERT INTO site (tenant_id, code, name, time_zone) VALUES ('a', 'a/b', 'X', 'UTC')`,
+		"duplicate code":   `INSERT INTO equipment (tenant_id, work_center_id, code, name) SELECT tenant_id, work_center_id, code, name FROM equipment WHERE tenant_id = 'a'`,
+		"cross-tenant ref": `INSERT INTO equipment (tenant_id, work_center_id, code, name) SELECT 'b', id, 'sneaky', 'X' FROM work_center WHERE tenant_id = 'a'`,
+		"state category":   `INSERT INTO state_interval (tenant_id, equipment, starts_at, category) VALUES ('a', 'e', now(), 9)`,
+	}
+	for name, q := range cases {
+		if _, err := pool.Exec(ctx, q); err == nil {
+			t.Errorf("%s: accepted %s", name, q)
+		}
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM equipment WHERE attributes @> '{"vendor":"krones"}'`).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("jsonb containment over equipment.attributes: %d, %v", n, err)
+	}
+}
+
+func TestSamplePartitions(t *testing.T) {
+	ctx := context.Background()
+	d := testkit.NewDatabase(t)
+	pool := d.Pool(t)
+	db, err := migrations.Open(d.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := pool.Exec(ctx, `INSERT INTO tenant VALUES ('a', 'A')`); err != nil {
+		t.Fatal(err)
+	}
+	insert := func(ts string, seq int) {
+		t.Helper()
+		_, err := pool.Exec(ctx, `INSERT INTO samples (tenant_id, equipment, tag, ts, value, quality, role, agent, seq) VALUES ('a', 'e', 't', $1, 1, 1, 1, 'gw', $2)`, ts, seq)
+		if err != nil {
+			t.Fatalf("insert a sample at %s: %v", ts, err)
+		}
+	}
+	where := func(seq int) string {
+		t.Helper()
+		var part string
+		if err := pool.QueryRow(ctx, `SELECT tableoid::regclass::text FROM samples WHERE seq = $1`, seq).Scan(&part); err != nil {
+			t.Fatalf("sample %d: %v", seq, err)
+		}
+		return part
+	}
+
+	// A day with no partition: the row is kept, in the default partition.
+	insert("2026-03-01T12:00:00Z", 1)
+	insert("2026-03-01T23:59:59.999999Z", 2)
+	insert("2026-03-02T00:00:00Z", 3)
+	if p := where(1); p != "samples_default" {
+		t.Fatalf("sample for a day without partition went to %s", p)
+	}
+
+	day := time.Date(2026, 3, 1, 15, 0, 0, 0, time.UTC)
+	n, err := migrations.EnsureSamplePartitions(ctx, db, day, 3)
+	if err != nil || n != 3 {
+		t.Fatalf("EnsureSamplePartitions = %d, %v; want 3 created", n, err)
+	}
+	for seq, want := range map[int]string{1: "samples_20260301", 2: "samples_20260301", 3: "samples_20260302"} {
+		if p := where(seq); p != want {
+			t.Errorf("sample %d is in %s after the partition was made, want %s", seq, p, want)
+		}
+	}
+	insert("2026-03-03T06:00:00Z", 4)
+	if p := where(4); p != "samples_20260303" {
+		t.Errorf("sample for a day with a partition went to %s", p)
+	}
+	if n, err := migrations.EnsureSamplePartitions(ctx, db, day, 3); err != nil || n != 0 {
+		t.Fatalf("EnsureSamplePartitions again = %d, %v; want 0 created", n, err)
+	}
+
+	var brin int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_indexes WHERE tablename = 'samples_20260302' AND indexdef LIKE '%USING brin (ts)%'`).Scan(&brin); err != nil || brin != 1 {
+		t.Fatalf("BRIN index on the new partition: %d, %v", brin, err)
+	}
+
+	insert("2026-02-27T00:00:00Z", 5) // old, in the default partition
+	dropped, err := migrations.DropSamplePartitions(ctx, db, time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC))
+	if err != nil || dropped != 1 {
+		t.Fatalf("DropSamplePartitions = %d, %v; want 1 dropped", dropped, err)
+	}
+	var left []int
+	rows, _ := pool.Query(ctx, `SELECT seq FROM samples ORDER BY seq`)
+	left, err = pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 2 || left[0] != 3 || left[1] != 4 {
+		t.Fatalf("after retention the samples left are %v, want [3 4]", left)
+	}
+}
