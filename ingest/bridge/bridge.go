@@ -1,0 +1,386 @@
+// Package bridge moves envelopes from MQTT to Kafka.
+//
+// Contract: a Bridge acknowledges an MQTT message (PUBACK) only after Kafka has
+// acknowledged, with acks=all, every record made from it: the envelope on the
+// samples topic, its state and counter samples on the events topic, or, when it is
+// refused, a dead letter. It subscribes with a persistent session (clean session
+// off, a fixed client id) through a shared subscription, so several bridges split the
+// load and what was queued for a stopped bridge waits for it at the broker. When
+// Kafka is slow or away, the bridge stops taking messages (its queue is bounded) and
+// the broker holds the backlog. Every link is at-least-once: a message may reach
+// Kafka twice (a retried write, a redelivery after a crash); the sink drops the
+// duplicates.
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/compress"
+
+	"takt.dev/schemas"
+)
+
+// Config is a bridge's configuration. Zero fields take the defaults of Defaults.
+type Config struct {
+	BrokerURL string // MQTT broker, tcp://host:port or ssl://host:port
+	ClientID  string // fixed, so that the broker keeps the session across restarts
+	Group     string // shared-subscription group; bridges of one group split the load
+	Username  string
+	Password  string
+
+	KafkaBrokers []string
+	Compression  string // none, gzip, snappy, lz4, zstd
+
+	QueueSize    int           // MQTT messages received but not yet acknowledged, at most
+	BatchSize    int           // MQTT messages per Kafka write, at most
+	Linger       time.Duration // how long a batch waits to fill
+	MaxBackoff   time.Duration // longest wait between Kafka write retries
+	Limits       schemas.Limits
+	DrainTimeout time.Duration // on shutdown, how long to flush what was received
+}
+
+// Defaults fills the zero fields of c.
+func (c Config) Defaults() Config {
+	if c.Group == "" {
+		c.Group = "takt-ingest"
+	}
+	if c.Compression == "" {
+		c.Compression = "zstd"
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 5000
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 500
+	}
+	if c.Linger <= 0 {
+		c.Linger = 5 * time.Millisecond
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 5 * time.Second
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 30 * time.Second
+	}
+	return c
+}
+
+// Validate reports the first field that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.BrokerURL == "":
+		return errors.New("bridge.mqtt_url: missing")
+	case c.ClientID == "":
+		return errors.New("bridge.client_id: missing (a fixed id keeps the broker session across restarts)")
+	case len(c.KafkaBrokers) == 0:
+		return errors.New("kafka.brokers: missing")
+	case c.BatchSize > c.QueueSize:
+		return fmt.Errorf("bridge.batch_size = %d: larger than bridge.queue_size %d", c.BatchSize, c.QueueSize)
+	}
+	if _, err := codec(c.Compression); err != nil {
+		return err
+	}
+	return schemas.CheckName(c.Group)
+}
+
+func codec(name string) (kafka.Compression, error) {
+	switch name {
+	case "none":
+		return 0, nil
+	case "gzip":
+		return kafka.Gzip, nil
+	case "snappy":
+		return kafka.Snappy, nil
+	case "lz4":
+		return kafka.Lz4, nil
+	case "zstd":
+		return kafka.Zstd, nil
+	}
+	return 0, fmt.Errorf("kafka.compression = %q: want none, gzip, snappy, lz4 or zstd", name)
+}
+
+// Bridge is one MQTT → Kafka bridge. Run it once.
+type Bridge struct {
+	cfg    Config
+	log    *slog.Logger
+	m      *metrics
+	now    func() time.Time
+	writer *kafka.Writer
+	in     chan mqtt.Message
+	stop   chan struct{} // closed when intake stops
+	once   sync.Once
+	conn   sync.Mutex
+	ready  bool
+}
+
+// New checks cfg and builds a bridge; metrics go to reg.
+func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Bridge, error) {
+	cfg = cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	comp, _ := codec(cfg.Compression)
+	b := &Bridge{
+		cfg: cfg, log: log, m: newMetrics(reg), now: time.Now,
+		in: make(chan mqtt.Message, cfg.QueueSize), stop: make(chan struct{}),
+	}
+	b.writer = &kafka.Writer{
+		Addr:         kafka.TCP(cfg.KafkaBrokers...),
+		Balancer:     &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll, // the default is none
+		Async:        false,            // Async ignores errors
+		BatchTimeout: cfg.Linger,       // the default is one second per write
+		BatchSize:    cfg.BatchSize * 2,
+		BatchBytes:   16 << 20,
+		MaxAttempts:  1, // retried here, with backoff and a metric
+		Compression:  compress.Compression(comp),
+		ReadTimeout:  10 * time.Second,
+		WriteTimeout: 10 * time.Second,
+	}
+	return b, nil
+}
+
+// Ready reports whether the bridge is connected to the MQTT broker.
+func (b *Bridge) Ready() bool {
+	b.conn.Lock()
+	defer b.conn.Unlock()
+	return b.ready
+}
+
+func (b *Bridge) setReady(r bool) {
+	b.conn.Lock()
+	b.ready = r
+	b.conn.Unlock()
+	if r {
+		b.m.connected.Set(1)
+	} else {
+		b.m.connected.Set(0)
+	}
+}
+
+// Run connects, bridges until ctx is done, then drains: it stops taking messages,
+// writes and acknowledges those already received (within DrainTimeout), and
+// disconnects. Messages it could not finish stay unacknowledged at the broker.
+func (b *Bridge) Run(ctx context.Context) error {
+	defer b.writer.Close()
+	opts := mqtt.NewClientOptions().
+		AddBroker(b.cfg.BrokerURL).
+		SetClientID(b.cfg.ClientID).
+		SetUsername(b.cfg.Username).
+		SetPassword(b.cfg.Password).
+		SetCleanSession(false).
+		SetAutoAckDisabled(true).
+		SetOrderMatters(true).
+		SetAutoReconnect(true).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(time.Second).
+		SetMaxReconnectInterval(10 * time.Second).
+		SetKeepAlive(30 * time.Second)
+	filter := schemas.SharedSubscription(b.cfg.Group)
+	opts.SetOnConnectHandler(func(c mqtt.Client) {
+		// Subscriptions are made again on every connect: a broker that lost the
+		// session (or a first start) must not leave the bridge deaf.
+		tok := c.Subscribe(filter, 1, b.receive)
+		if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+			b.log.Error("subscribe failed; reconnecting", "filter", filter, "err", tok.Error())
+			c.Disconnect(0) // auto-reconnect tries again
+			return
+		}
+		b.setReady(true)
+		b.log.Info("connected and subscribed", "broker", b.cfg.BrokerURL, "filter", filter)
+	})
+	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+		b.setReady(false)
+		b.m.disconnects.Inc()
+		b.log.Warn("MQTT connection lost; reconnecting", "err", err)
+	})
+	client := mqtt.NewClient(opts)
+	client.Connect() // retries in the background until it succeeds (SetConnectRetry)
+
+	err := b.loop(ctx)
+
+	b.once.Do(func() { close(b.stop) })
+	drainCtx, cancel := context.WithTimeout(context.Background(), b.cfg.DrainTimeout)
+	defer cancel()
+	for len(b.in) > 0 && drainCtx.Err() == nil {
+		batch := b.collect(drainCtx, nil)
+		if b.process(drainCtx, batch) != nil {
+			break
+		}
+	}
+	client.Disconnect(250)
+	b.setReady(false)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// receive is paho's message handler: it queues the message for the batch loop, or
+// blocks while the queue is full, which stops paho reading from the broker.
+func (b *Bridge) receive(_ mqtt.Client, msg mqtt.Message) {
+	select {
+	case b.in <- msg:
+		b.m.queueDepth.Set(float64(len(b.in)))
+		return
+	default:
+	}
+	b.m.queueFull.Inc()
+	select {
+	case b.in <- msg:
+	case <-b.stop: // left unacknowledged: the broker delivers it again
+	}
+}
+
+func (b *Bridge) loop(ctx context.Context) error {
+	for {
+		batch := b.collect(ctx, ctx.Done())
+		if len(batch) == 0 {
+			return ctx.Err()
+		}
+		if err := b.process(ctx, batch); err != nil {
+			return err
+		}
+	}
+}
+
+// collect waits for a first message (until done), then takes more for up to Linger
+// or BatchSize messages.
+func (b *Bridge) collect(ctx context.Context, done <-chan struct{}) []mqtt.Message {
+	var batch []mqtt.Message
+	select {
+	case m := <-b.in:
+		batch = append(batch, m)
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return nil
+	}
+	linger := time.NewTimer(b.cfg.Linger)
+	defer linger.Stop()
+	for len(batch) < b.cfg.BatchSize {
+		select {
+		case m := <-b.in:
+			batch = append(batch, m)
+		case <-linger.C:
+			return batch
+		}
+	}
+	b.m.queueDepth.Set(float64(len(b.in)))
+	return batch
+}
+
+// process writes a batch to Kafka, retrying until it succeeds or ctx ends, then
+// acknowledges every message in it.
+func (b *Bridge) process(ctx context.Context, batch []mqtt.Message) error {
+	var records []kafka.Message
+	samples := 0
+	for _, msg := range batch {
+		recs, n := b.convert(msg)
+		records = append(records, recs...)
+		samples += n
+	}
+	b.m.batchMessages.Observe(float64(len(batch)))
+	backoff := 50 * time.Millisecond
+	for {
+		start := time.Now()
+		err := b.writer.WriteMessages(ctx, records...)
+		if err == nil {
+			b.m.writeSeconds.Observe(time.Since(start).Seconds())
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		b.m.retries.Inc()
+		b.log.Warn("Kafka write failed; retrying", "records", len(records), "backoff", backoff, "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		backoff = min(backoff*2, b.cfg.MaxBackoff)
+	}
+	for _, msg := range batch {
+		msg.Ack()
+	}
+	b.m.messages.Add(float64(len(batch)))
+	b.m.samples.Add(float64(samples))
+	return nil
+}
+
+// convert turns one MQTT message into its Kafka records and counts its samples.
+func (b *Bridge) convert(msg mqtt.Message) ([]kafka.Message, int) {
+	payload := msg.Payload()
+	env, err := b.cfg.Limits.Decode(payload)
+	if err == nil {
+		path, perr := schemas.ParseTopic(msg.Topic())
+		switch {
+		case perr != nil:
+			err = &schemas.DecodeError{Reason: schemas.ReasonTopicMismatch, Err: perr}
+		case path != env.Path():
+			err = &schemas.DecodeError{Reason: schemas.ReasonTopicMismatch,
+				Err: fmt.Errorf("topic %q names %s, the envelope %s", msg.Topic(), path.Topic(), env.Path().Topic())}
+		}
+	}
+	if err != nil {
+		return []kafka.Message{b.deadLetter(msg, err)}, 0
+	}
+	key := env.Path().Key()
+	recs := []kafka.Message{{Topic: schemas.KafkaSamples, Key: key, Value: payload}}
+	if events := eventsOf(env); events != nil {
+		value, err := schemas.Encode(events)
+		if err != nil { // cannot happen: a subset of a valid envelope is valid
+			return []kafka.Message{b.deadLetter(msg, &schemas.DecodeError{Reason: schemas.ReasonInvalid, Err: err})}, 0
+		}
+		recs = append(recs, kafka.Message{Topic: schemas.KafkaEvents, Key: key, Value: value})
+	}
+	return recs, len(env.Samples)
+}
+
+// eventsOf returns the envelope's state and counter samples as an envelope, or nil.
+func eventsOf(env *schemas.Envelope) *schemas.Envelope {
+	n := 0
+	for i := range env.Samples {
+		if env.Samples[i].Role != schemas.RoleMeasurement {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	ev := *env
+	ev.Samples = make([]schemas.Sample, 0, n)
+	for _, s := range env.Samples {
+		if s.Role != schemas.RoleMeasurement {
+			ev.Samples = append(ev.Samples, s)
+		}
+	}
+	return &ev
+}
+
+func (b *Bridge) deadLetter(msg mqtt.Message, err error) kafka.Message {
+	reason := schemas.ReasonMalformed
+	var de *schemas.DecodeError
+	if errors.As(err, &de) {
+		reason = de.Reason
+	}
+	b.m.deadLetters.WithLabelValues(string(reason)).Inc()
+	b.log.Warn("dead letter", "topic", msg.Topic(), "reason", reason, "err", err, "bytes", len(msg.Payload()))
+	value, _ := json.Marshal(schemas.DeadLetter{
+		Reason: reason, Error: err.Error(), Source: "mqtt:" + msg.Topic(),
+		ReceivedAt: b.now().UTC(), Payload: msg.Payload(),
+	})
+	return kafka.Message{Topic: schemas.KafkaDeadLetter, Key: []byte(msg.Topic()), Value: value,
+		Headers: []kafka.Header{{Key: "takt-reason", Value: []byte(reason)}, {Key: "takt-mqtt-message-id", Value: []byte(strconv.Itoa(int(msg.MessageID())))}}}
+}

@@ -1,0 +1,229 @@
+package bridge_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/segmentio/kafka-go"
+
+	"takt.dev/ingest/bridge"
+	"takt.dev/schemas"
+	"takt.dev/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+var path = schemas.Path{Tenant: "acme", Site: "lyon", Area: "pack", Line: "l1", Equipment: "filler-1"}
+
+func envelope(t *testing.T, firstSeq uint64, n int) []byte {
+	t.Helper()
+	e := schemas.Envelope{Version: schemas.Version, Tenant: path.Tenant, Site: path.Site, Area: path.Area,
+		Line: path.Line, Equipment: path.Equipment, Agent: "gw1"}
+	ts := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	for i := range n {
+		s := schemas.Sample{Seq: firstSeq + uint64(i), Tag: "speed", Role: schemas.RoleMeasurement, TS: ts.Add(time.Duration(i) * time.Second),
+			Kind: schemas.NumberValue, Value: float64(i), Quality: schemas.QualityGood}
+		if i == 0 {
+			s.Tag, s.Role, s.State, s.Value = "state", schemas.RoleState, schemas.StateRunning, 1
+		}
+		e.Samples = append(e.Samples, s)
+	}
+	b, err := schemas.Encode(&e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func startBridge(t *testing.T, cfg bridge.Config) (*bridge.Bridge, *prometheus.Registry, func()) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	b, err := bridge.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for !b.Ready() {
+		if time.Now().After(deadline) {
+			t.Fatal("bridge not ready after 20s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop := func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("bridge.Run: %v", err)
+		}
+	}
+	return b, reg, stop
+}
+
+func publisher(t *testing.T, url string) mqtt.Client {
+	t.Helper()
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprintf("pub-%d", time.Now().UnixNano())))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect publisher: %v", tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	return c
+}
+
+func publish(t *testing.T, c mqtt.Client, topic string, payload []byte) {
+	t.Helper()
+	if tok := c.Publish(topic, 1, false, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish: %v", tok.Error())
+	}
+}
+
+// readTopic reads n records of topic from every partition, failing after timeout.
+func readTopic(t *testing.T, brokers []string, topic string, n int) []kafka.Message {
+	t.Helper()
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, GroupID: fmt.Sprintf("check-%d", time.Now().UnixNano()),
+		Topic: topic, StartOffset: kafka.FirstOffset, MaxWait: 50 * time.Millisecond})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out []kafka.Message
+	for len(out) < n {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			t.Fatalf("%s: read %d of %d records: %v", topic, len(out), n, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func TestBridgeWritesEnvelopesEventsAndDeadLetters(t *testing.T) {
+	mq := testkit.Mosquitto(t)
+	k := testkit.Kafka(t)
+	_, reg, stop := startBridge(t, bridge.Config{BrokerURL: mq.URL(), ClientID: "bridge-" + t.Name(), Group: "g1",
+		KafkaBrokers: k.Brokers(), Limits: schemas.Limits{MaxBytes: 64 << 10}})
+	defer stop()
+	pub := publisher(t, mq.URL())
+
+	valid := envelope(t, 1, 10)
+	nan := strings.Replace(string(envelope(t, 100, 2)), `"value":1,`, `"value":NaN,`, 1)
+	inf := strings.Replace(string(envelope(t, 200, 2)), `"value":1,`, `"value":-1e400,`, 1)
+	missing := strings.Replace(string(envelope(t, 300, 2)), `"tag":"speed",`, ``, 1)
+	mistyped := strings.Replace(string(envelope(t, 400, 2)), `"seq":401`, `"seq":"401"`, 1)
+	v2 := strings.Replace(string(envelope(t, 500, 2)), `"version":1`, `"version":2`, 1)
+	big := envelope(t, 1000, 1000) // over the 64 KiB limit
+	other := schemas.Path{Tenant: "acme", Site: "lyon", Area: "pack", Line: "l1", Equipment: "capper-9"}
+	invalid := []struct {
+		topic   string
+		payload []byte
+		reason  schemas.Reason
+	}{
+		{path.Topic(), []byte("not json at all"), schemas.ReasonMalformed},
+		{path.Topic(), []byte(nan), schemas.ReasonMalformed},
+		{path.Topic(), []byte(inf), schemas.ReasonInvalid},
+		{path.Topic(), []byte(missing), schemas.ReasonInvalid},
+		{path.Topic(), []byte(mistyped), schemas.ReasonMalformed},
+		{path.Topic(), []byte(v2), schemas.ReasonUnsupportedVersion},
+		{path.Topic(), big, schemas.ReasonTooLarge},
+		{other.Topic(), valid, schemas.ReasonTopicMismatch},
+		{"takt/v1/acme/lyon/pack/l1/filler-1/extra", valid, schemas.ReasonTopicMismatch},
+	}
+	for _, c := range invalid {
+		publish(t, pub, c.topic, c.payload)
+	}
+	publish(t, pub, path.Topic(), valid) // the bridge is still moving after all that
+
+	got := readTopic(t, k.Brokers(), schemas.KafkaSamples, 1)
+	if string(got[0].Value) != string(valid) || string(got[0].Key) != "acme/filler-1" {
+		t.Fatalf("samples record: key %q value %q", got[0].Key, got[0].Value)
+	}
+	ev := readTopic(t, k.Brokers(), schemas.KafkaEvents, 1)
+	env, err := schemas.Decode(ev[0].Value)
+	if err != nil {
+		t.Fatalf("events record does not decode: %v", err)
+	}
+	if len(env.Samples) != 1 || env.Samples[0].Role != schemas.RoleState {
+		t.Fatalf("events record holds %+v, want the one state sample", env.Samples)
+	}
+
+	dead := readTopic(t, k.Brokers(), schemas.KafkaDeadLetter, len(invalid))
+	byPayload := map[string]schemas.DeadLetter{}
+	for _, m := range dead {
+		var dl schemas.DeadLetter
+		if err := json.Unmarshal(m.Value, &dl); err != nil {
+			t.Fatalf("dead letter is not JSON: %v", err)
+		}
+		byPayload[dl.Source+"|"+string(dl.Payload)] = dl
+	}
+	for _, c := range invalid {
+		dl, ok := byPayload["mqtt:"+c.topic+"|"+string(c.payload)]
+		if !ok {
+			t.Errorf("no dead letter with the original bytes for a %s message on %s", c.reason, c.topic)
+			continue
+		}
+		if dl.Reason != c.reason || dl.Error == "" {
+			t.Errorf("dead letter reason %q (%s), want %q", dl.Reason, dl.Error, c.reason)
+		}
+	}
+	for reason, want := range map[schemas.Reason]float64{schemas.ReasonMalformed: 3, schemas.ReasonInvalid: 2,
+		schemas.ReasonUnsupportedVersion: 1, schemas.ReasonTooLarge: 1, schemas.ReasonTopicMismatch: 2} {
+		got := testutil.ToFloat64(mustVec(t, reg, "takt_bridge_dead_letters_total", string(reason)))
+		if got != want {
+			t.Errorf("takt_bridge_dead_letters_total{reason=%q} = %v, want %v", reason, got, want)
+		}
+	}
+}
+
+// mustVec finds the counter with the given reason label in reg.
+func mustVec(t *testing.T, reg *prometheus.Registry, name, reason string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == reason {
+					return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "x"}, func() float64 { return m.GetCounter().GetValue() })
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s{reason=%q}", name, reason)
+	return nil
+}
+
+func TestConfigErrors(t *testing.T) {
+	base := bridge.Config{BrokerURL: "tcp://127.0.0.1:1", ClientID: "b", KafkaBrokers: []string{"127.0.0.1:1"}}
+	cases := []struct {
+		mod  func(*bridge.Config)
+		want string
+	}{
+		{func(c *bridge.Config) { c.BrokerURL = "" }, "bridge.mqtt_url: missing"},
+		{func(c *bridge.Config) { c.ClientID = "" }, "bridge.client_id: missing"},
+		{func(c *bridge.Config) { c.KafkaBrokers = nil }, "kafka.brokers: missing"},
+		{func(c *bridge.Config) { c.Compression = "brotli" }, `kafka.compression = "brotli"`},
+		{func(c *bridge.Config) { c.QueueSize, c.BatchSize = 10, 20 }, "bridge.batch_size = 20"},
+	}
+	for _, c := range cases {
+		cfg := base
+		c.mod(&cfg)
+		_, err := bridge.New(cfg, slog.Default(), nil)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("error %v, want it to contain %q", err, c.want)
+		}
+	}
+}
