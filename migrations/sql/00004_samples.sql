@@ -42,6 +42,10 @@ BEGIN
         IF to_regclass(quote_ident(part)) IS NOT NULL THEN
             CONTINUE;
         END IF;
+        -- Wait for writers into the default partition to finish, and keep new ones
+        -- out until the day's partition is attached: their rows then either are
+        -- committed before the move below, or are routed to the new partition.
+        LOCK TABLE samples_default IN ACCESS EXCLUSIVE MODE;
         lo := day::timestamp AT TIME ZONE 'UTC';
         hi := (day + 1)::timestamp AT TIME ZONE 'UTC';
         EXECUTE format('CREATE TABLE %I (LIKE samples INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part);

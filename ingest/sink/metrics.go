@@ -1,0 +1,73 @@
+package sink
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"takt.dev/schemas"
+)
+
+type metrics struct {
+	rows              prometheus.Counter
+	envelopes         prometheus.Counter
+	duplicates        prometheus.Counter
+	deadLetters       *prometheus.CounterVec
+	retries           prometheus.Counter
+	partitionsCreated prometheus.Counter
+	lag               *prometheus.GaugeVec
+	batchRows         prometheus.Histogram
+	commitSeconds     prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		rows: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_sink_rows_total",
+			Help: "Sample rows committed to PostgreSQL (rate() of it is the COPY rows/s)."}),
+		envelopes: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_sink_envelopes_total",
+			Help: "Envelopes committed to PostgreSQL."}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_sink_duplicate_envelopes_total",
+			Help: "Envelopes dropped because they were already committed."}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "takt_sink_dead_letters_total",
+			Help: "Records written to the dead-letter topic, by reason."}, []string{"reason"}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_sink_retries_total",
+			Help: "Batch commits retried after a failure."}),
+		partitionsCreated: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_sink_partitions_created_total",
+			Help: "Daily sample partitions created on demand."}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "takt_sink_lag_records",
+			Help: "Records behind the partition's high-water mark at the last fetch."}, []string{"partition"}),
+		batchRows: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "takt_sink_batch_rows",
+			Help: "Rows per committed batch.", Buckets: prometheus.ExponentialBuckets(10, 2, 14)}),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "takt_sink_batch_seconds",
+			Help: "Time to write and commit a batch, retries included.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.rows, m.envelopes, m.duplicates, m.deadLetters, m.retries, m.partitionsCreated,
+			m.lag, m.batchRows, m.commitSeconds)
+	}
+	for _, r := range schemas.Reasons() {
+		m.deadLetters.WithLabelValues(string(r))
+	}
+	return m
+}
+
+// backoff is a bounded exponential backoff.
+type backoff struct {
+	next, max time.Duration
+}
+
+func newBackoff(max time.Duration) *backoff { return &backoff{next: 50 * time.Millisecond, max: max} }
+
+func (b *backoff) reset() { b.next = 50 * time.Millisecond }
+
+// wait sleeps for the current delay and doubles it; false if ctx ended first.
+func (b *backoff) wait(ctx context.Context) bool {
+	select {
+	case <-time.After(b.next):
+	case <-ctx.Done():
+		return false
+	}
+	b.next = min(b.next*2, b.max)
+	return true
+}

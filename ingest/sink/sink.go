@@ -1,0 +1,518 @@
+// Package sink writes the samples topic into PostgreSQL, exactly once.
+//
+// Contract: a Sink is a member of a Kafka consumer group, but its positions live in
+// PostgreSQL (table sink_offset), not in Kafka. For each partition it is assigned, it
+// starts from the offset stored there, and it writes every batch (pgx CopyFrom into
+// the daily partitions of samples) in one transaction that also stores the offset of
+// the next record. Rows and position therefore never disagree: after a crash the sink
+// resumes exactly where its last commit left off. Duplicate envelopes from the
+// at-least-once links upstream are dropped by their identity (tenant, agent, first
+// seq) in sink_envelope, in the same transaction, whatever order they arrive in.
+//
+// A record that is not a valid envelope, or an envelope PostgreSQL refuses for good,
+// goes to the dead-letter topic (acks=all, before the transaction commits) instead of
+// stalling its partition. Transient database errors are retried with backoff. When
+// PostgreSQL is slow the sink stops fetching: memory is bounded by the batch size and
+// the reader's queue. On shutdown it commits the batch it holds, then leaves the group.
+package sink
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"takt.dev/schemas"
+)
+
+// Config is a sink's configuration. Zero fields take the defaults of Defaults.
+type Config struct {
+	KafkaBrokers  []string
+	Group         string        // consumer group; also the key of the stored positions
+	Topic         string        // default schemas.KafkaSamples
+	BatchRows     int           // a batch is written when it holds this many samples
+	Linger        time.Duration // ... or when its first record is this old
+	FetchMaxBytes int           // largest fetch response from Kafka
+	QueueCapacity int           // records the reader prefetches per partition
+	MaxBackoff    time.Duration // longest wait between retries
+	DrainTimeout  time.Duration // on shutdown, how long to commit the batch held
+	Limits        schemas.Limits
+}
+
+// Defaults fills the zero fields of c.
+func (c Config) Defaults() Config {
+	if c.Group == "" {
+		c.Group = "takt-sink"
+	}
+	if c.Topic == "" {
+		c.Topic = schemas.KafkaSamples
+	}
+	if c.BatchRows <= 0 {
+		c.BatchRows = 10_000
+	}
+	if c.Linger <= 0 {
+		c.Linger = 200 * time.Millisecond
+	}
+	if c.FetchMaxBytes <= 0 {
+		c.FetchMaxBytes = 10 << 20
+	}
+	if c.QueueCapacity <= 0 {
+		c.QueueCapacity = 100
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 5 * time.Second
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 30 * time.Second
+	}
+	return c
+}
+
+// Validate reports the first field that cannot work.
+func (c Config) Validate() error {
+	if len(c.KafkaBrokers) == 0 {
+		return errors.New("kafka.brokers: missing")
+	}
+	if c.BatchRows > 1_000_000 {
+		return fmt.Errorf("sink.batch_rows = %d: at most 1000000", c.BatchRows)
+	}
+	return nil
+}
+
+// Sink is one member of a sink consumer group. Run it once.
+type Sink struct {
+	cfg  Config
+	pool *pgxpool.Pool
+	log  *slog.Logger
+	m    *metrics
+	now  func() time.Time
+	dlq  *kafka.Writer
+
+	daysMu sync.Mutex
+	days   map[string]bool // UTC days whose sample partition is known to exist
+}
+
+// New checks cfg and builds a sink writing through pool (as the tables' owner).
+func New(cfg Config, pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Registerer) (*Sink, error) {
+	cfg = cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Sink{
+		cfg: cfg, pool: pool, log: log, m: newMetrics(reg), now: time.Now, days: map[string]bool{},
+		dlq: &kafka.Writer{
+			Addr: kafka.TCP(cfg.KafkaBrokers...), Topic: schemas.KafkaDeadLetter, Balancer: &kafka.Hash{},
+			RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond, MaxAttempts: 1,
+		},
+	}, nil
+}
+
+// Run consumes until ctx is done, then commits what it holds and leaves the group.
+func (s *Sink) Run(ctx context.Context) error {
+	defer s.dlq.Close()
+	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID: s.cfg.Group, Brokers: s.cfg.KafkaBrokers, Topics: []string{s.cfg.Topic},
+		StartOffset: kafka.FirstOffset, WatchPartitionChanges: true,
+		HeartbeatInterval: time.Second, SessionTimeout: 10 * time.Second, RebalanceTimeout: 10 * time.Second,
+	})
+	if err != nil {
+		return fmt.Errorf("sink: consumer group: %w", err)
+	}
+	var consumers sync.WaitGroup
+	defer func() {
+		group.Close()
+		consumers.Wait()
+	}()
+	backoff := newBackoff(s.cfg.MaxBackoff)
+	for {
+		gen, err := group.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed) {
+				return nil
+			}
+			s.log.Warn("joining the consumer group failed; retrying", "group", s.cfg.Group, "err", err)
+			if !backoff.wait(ctx) {
+				return nil
+			}
+			continue
+		}
+		backoff.reset()
+		assigned := gen.Assignments[s.cfg.Topic]
+		offsets, err := s.loadOffsets(ctx, assigned)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.log.Warn("reading stored offsets failed; rejoining", "err", err)
+			continue // the generation ends with no partition started: the group rebalances
+		}
+		s.log.Info("partitions assigned", "generation", gen.ID, "partitions", len(assigned))
+		for _, a := range assigned {
+			partition, offset := a.ID, offsets[a.ID]
+			consumers.Add(1)
+			gen.Start(func(gctx context.Context) {
+				defer consumers.Done()
+				s.consume(gctx, partition, offset)
+			})
+		}
+	}
+}
+
+// loadOffsets returns the stored next offset of each assigned partition, or
+// kafka.FirstOffset for a partition with none stored.
+func (s *Sink) loadOffsets(ctx context.Context, assigned []kafka.PartitionAssignment) (map[int]int64, error) {
+	out := make(map[int]int64, len(assigned))
+	ids := make([]int32, 0, len(assigned))
+	for _, a := range assigned {
+		out[a.ID] = kafka.FirstOffset
+		ids = append(ids, int32(a.ID))
+	}
+	rows, err := s.pool.Query(ctx, `SELECT partition, next_offset FROM sink_offset
+		WHERE consumer_group = $1 AND topic = $2 AND partition = ANY($3)`, s.cfg.Group, s.cfg.Topic, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p int
+		var off int64
+		if err := rows.Scan(&p, &off); err != nil {
+			return nil, err
+		}
+		out[p] = off
+	}
+	return out, rows.Err()
+}
+
+// item is one fetched record, decoded.
+type item struct {
+	msg kafka.Message
+	env *schemas.Envelope // nil when the record is refused
+	err error             // why it is refused
+}
+
+// consume reads one partition from offset until gctx ends (rebalance or shutdown).
+func (s *Sink) consume(gctx context.Context, partition int, offset int64) {
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: s.cfg.KafkaBrokers, Topic: s.cfg.Topic, Partition: partition,
+		MinBytes: 1, MaxBytes: s.cfg.FetchMaxBytes, MaxWait: 100 * time.Millisecond,
+		QueueCapacity: s.cfg.QueueCapacity,
+	})
+	defer r.Close()
+	if err := r.SetOffset(offset); err != nil {
+		s.log.Error("set offset", "partition", partition, "offset", offset, "err", err)
+		return
+	}
+	label := strconv.Itoa(partition)
+	var batch []item
+	rows := 0
+	var first time.Time
+	flush := func(ctx context.Context) bool {
+		if len(batch) == 0 {
+			return true
+		}
+		if !s.flush(ctx, partition, batch) {
+			return false
+		}
+		batch, rows = batch[:0], 0
+		return true
+	}
+	for {
+		fctx, cancel := gctx, context.CancelFunc(func() {})
+		if len(batch) > 0 {
+			fctx, cancel = context.WithDeadline(gctx, first.Add(s.cfg.Linger))
+		}
+		msg, err := r.FetchMessage(fctx)
+		cancel()
+		switch {
+		case err == nil:
+			if len(batch) == 0 {
+				first = s.now()
+			}
+			it := item{msg: msg}
+			it.env, it.err = s.cfg.Limits.Decode(msg.Value)
+			if it.env != nil {
+				rows += len(it.env.Samples)
+			}
+			batch = append(batch, it)
+			s.m.lag.WithLabelValues(label).Set(float64(msg.HighWaterMark - msg.Offset - 1))
+			if rows >= s.cfg.BatchRows {
+				if !flush(gctx) {
+					return
+				}
+			}
+		case gctx.Err() != nil:
+			// Rebalance or shutdown: commit what we hold, with a bounded budget.
+			dctx, dcancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+			flush(dctx)
+			dcancel()
+			return
+		case errors.Is(err, context.DeadlineExceeded):
+			if !flush(gctx) {
+				return
+			}
+		default:
+			s.log.Warn("fetch failed; retrying", "partition", partition, "err", err)
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+}
+
+// flush writes a batch and its next offset in one transaction, retrying transient
+// failures until ctx ends. It returns false when ctx ended first (nothing committed).
+func (s *Sink) flush(ctx context.Context, partition int, batch []item) bool {
+	start := time.Now()
+	if err := s.ensurePartitions(ctx, batch); err != nil && ctx.Err() != nil {
+		return false
+	}
+	backoff := newBackoff(s.cfg.MaxBackoff)
+	for {
+		res, err := s.commit(ctx, partition, batch)
+		if err == nil {
+			s.m.rows.Add(float64(res.rows))
+			s.m.envelopes.Add(float64(res.envelopes))
+			s.m.duplicates.Add(float64(res.duplicates))
+			s.m.batchRows.Observe(float64(res.rows))
+			s.m.commitSeconds.Observe(time.Since(start).Seconds())
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		s.m.retries.Inc()
+		s.log.Warn("batch not committed; retrying", "partition", partition, "records", len(batch), "err", err)
+		if !backoff.wait(ctx) {
+			return false
+		}
+	}
+}
+
+type result struct{ rows, envelopes, duplicates int }
+
+func (s *Sink) commit(ctx context.Context, partition int, batch []item) (result, error) {
+	var res result
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return res, err
+	}
+	defer tx.Rollback(context.Background())
+
+	// 1. Claim the envelopes: the ones already present are duplicates.
+	var tenants, agents []string
+	var firsts, lasts []int64
+	var counts []int32
+	for _, it := range batch {
+		if it.env == nil {
+			continue
+		}
+		e := it.env
+		tenants = append(tenants, e.Tenant)
+		agents = append(agents, e.Agent)
+		firsts = append(firsts, int64(e.Samples[0].Seq))
+		lasts = append(lasts, int64(e.Samples[len(e.Samples)-1].Seq))
+		counts = append(counts, int32(len(e.Samples)))
+	}
+	fresh := map[envelopeID]bool{}
+	if len(tenants) > 0 {
+		rows, err := tx.Query(ctx, `INSERT INTO sink_envelope (tenant_id, agent, first_seq, last_seq, samples)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::int[])
+			ON CONFLICT DO NOTHING RETURNING tenant_id, agent, first_seq`, tenants, agents, firsts, lasts, counts)
+		if err != nil {
+			return res, err
+		}
+		for rows.Next() {
+			var id envelopeID
+			if err := rows.Scan(&id.tenant, &id.agent, &id.first); err != nil {
+				rows.Close()
+				return res, err
+			}
+			fresh[id] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return res, err
+		}
+	}
+
+	// 2. Copy the rows of the fresh envelopes, all at once; if the database refuses
+	// the batch for its data, envelope by envelope so that only the bad ones go aside.
+	var todo []*schemas.Envelope
+	var dead []kafka.Message
+	for _, it := range batch {
+		if it.env == nil {
+			dead = append(dead, s.deadLetter(it.msg, it.err))
+			continue
+		}
+		id := idOf(it.env)
+		if !fresh[id] {
+			res.duplicates++
+			continue
+		}
+		delete(fresh, id) // a second copy in the same batch is a duplicate too
+		todo = append(todo, it.env)
+	}
+	if len(todo) > 0 {
+		n, err := copySamples(ctx, tx, todo)
+		if err != nil {
+			if !isDataError(err) {
+				return res, err
+			}
+			// Redo envelope by envelope under savepoints.
+			_ = tx.Rollback(ctx)
+			return s.commitOneByOne(ctx, partition, batch)
+		}
+		res.rows, res.envelopes = n, len(todo)
+	}
+
+	// 3. Dead letters are made durable before the position moves past them.
+	if len(dead) > 0 {
+		if err := s.dlq.WriteMessages(ctx, dead...); err != nil {
+			return res, fmt.Errorf("dead-letter write: %w", err)
+		}
+	}
+	if err := s.storeOffset(ctx, tx, partition, batch[len(batch)-1].msg.Offset+1); err != nil {
+		return res, err
+	}
+	return res, tx.Commit(ctx)
+}
+
+// commitOneByOne is the slow path for a batch the database refused: each envelope in
+// a savepoint of its own, the refused ones to the dead-letter topic.
+func (s *Sink) commitOneByOne(ctx context.Context, partition int, batch []item) (result, error) {
+	var res result
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return res, err
+	}
+	defer tx.Rollback(context.Background())
+	var dead []kafka.Message
+	seen := map[envelopeID]bool{}
+	for _, it := range batch {
+		if it.env == nil {
+			dead = append(dead, s.deadLetter(it.msg, it.err))
+			continue
+		}
+		id := idOf(it.env)
+		if seen[id] {
+			res.duplicates++
+			continue
+		}
+		seen[id] = true
+		sp, err := tx.Begin(ctx) // a savepoint
+		if err != nil {
+			return res, err
+		}
+		tag, err := sp.Exec(ctx, `INSERT INTO sink_envelope (tenant_id, agent, first_seq, last_seq, samples)
+			VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, id.tenant, id.agent, id.first,
+			int64(it.env.Samples[len(it.env.Samples)-1].Seq), len(it.env.Samples))
+		if err != nil {
+			sp.Rollback(ctx)
+			return res, err
+		}
+		if tag.RowsAffected() == 0 {
+			sp.Rollback(ctx)
+			res.duplicates++
+			continue
+		}
+		n, err := copySamples(ctx, sp, []*schemas.Envelope{it.env})
+		if err != nil {
+			sp.Rollback(ctx)
+			if !isDataError(err) {
+				return res, err
+			}
+			dead = append(dead, s.deadLetter(it.msg, &schemas.DecodeError{Reason: schemas.ReasonRejectedByDatabase, Err: err}))
+			continue
+		}
+		if err := sp.Commit(ctx); err != nil {
+			return res, err
+		}
+		res.rows += n
+		res.envelopes++
+	}
+	if len(dead) > 0 {
+		if err := s.dlq.WriteMessages(ctx, dead...); err != nil {
+			return res, fmt.Errorf("dead-letter write: %w", err)
+		}
+	}
+	if err := s.storeOffset(ctx, tx, partition, batch[len(batch)-1].msg.Offset+1); err != nil {
+		return res, err
+	}
+	return res, tx.Commit(ctx)
+}
+
+func (s *Sink) storeOffset(ctx context.Context, tx pgx.Tx, partition int, next int64) error {
+	_, err := tx.Exec(ctx, `INSERT INTO sink_offset (consumer_group, topic, partition, next_offset, updated_at)
+		VALUES ($1, $2, $3, $4, now())
+		ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()`,
+		s.cfg.Group, s.cfg.Topic, partition, next)
+	return err
+}
+
+// ensurePartitions creates the daily partitions the batch needs and that are not
+// known to exist. Rows for a day without one would still land (in the default
+// partition); this keeps them where retention and BRIN expect them.
+func (s *Sink) ensurePartitions(ctx context.Context, batch []item) error {
+	s.daysMu.Lock() // held while creating, so no consumer copies into a day being made
+	defer s.daysMu.Unlock()
+	for _, it := range batch {
+		if it.env == nil {
+			continue
+		}
+		for i := range it.env.Samples {
+			d := it.env.Samples[i].TS.Format(time.DateOnly)
+			if s.days[d] {
+				continue
+			}
+			var created int
+			if err := s.pool.QueryRow(ctx, `SELECT takt_ensure_sample_partitions($1::date, 1)`, d).Scan(&created); err != nil {
+				s.log.Warn("creating a sample partition failed; its rows go to the default partition until a later batch creates it", "day", d, "err", err)
+				return err
+			}
+			s.days[d] = true
+			s.m.partitionsCreated.Add(float64(created))
+		}
+	}
+	return nil
+}
+
+type envelopeID struct {
+	tenant, agent string
+	first         int64
+}
+
+func idOf(e *schemas.Envelope) envelopeID {
+	return envelopeID{e.Tenant, e.Agent, int64(e.Samples[0].Seq)}
+}
+
+// isDataError reports whether PostgreSQL refused the data itself (SQLSTATE classes
+// 22 data exception and 23 integrity constraint violation), which no retry fixes.
+func isDataError(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && len(pg.Code) == 5 && (pg.Code[:2] == "22" || pg.Code[:2] == "23")
+}
+
+func (s *Sink) deadLetter(msg kafka.Message, err error) kafka.Message {
+	reason := schemas.ReasonMalformed
+	var de *schemas.DecodeError
+	if errors.As(err, &de) {
+		reason = de.Reason
+	}
+	s.m.deadLetters.WithLabelValues(string(reason)).Inc()
+	s.log.Warn("dead letter", "partition", msg.Partition, "offset", msg.Offset, "reason", reason, "err", err)
+	value, _ := json.Marshal(schemas.DeadLetter{
+		Reason: reason, Error: err.Error(),
+		Source:     fmt.Sprintf("kafka:%s/%d@%d", msg.Topic, msg.Partition, msg.Offset),
+		ReceivedAt: s.now().UTC(), Payload: msg.Value,
+	})
+	return kafka.Message{Key: msg.Key, Value: value, Headers: []kafka.Header{{Key: "takt-reason", Value: []byte(reason)}}}
+}

@@ -1,0 +1,222 @@
+package sink_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"takt.dev/ingest/sink"
+	"takt.dev/schemas"
+	"takt.dev/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+// envelopes makes n envelopes of per samples each for agent, spread over 3
+// equipment and two UTC days, seq counting from 1.
+func envelopes(t *testing.T, agent string, n, per int) [][]byte {
+	t.Helper()
+	var out [][]byte
+	seq := uint64(1)
+	ts := time.Date(2026, 11, 24, 23, 0, 0, 0, time.UTC)
+	for i := range n {
+		e := schemas.Envelope{Version: 1, Tenant: "acme", Site: "s", Area: "a", Line: "l",
+			Equipment: fmt.Sprint("eq-", i%3), Agent: agent}
+		for range per {
+			e.Samples = append(e.Samples, schemas.Sample{Seq: seq, Tag: "t", Role: schemas.RoleMeasurement,
+				TS: ts.Add(time.Duration(seq) * time.Second), Kind: schemas.NumberValue, Value: float64(seq), Quality: schemas.QualityGood})
+			seq++
+		}
+		b, err := schemas.Encode(&e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+func produce(t *testing.T, brokers []string, values ...[]byte) {
+	t.Helper()
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: schemas.KafkaSamples, Balancer: &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll, BatchTimeout: 2 * time.Millisecond}
+	defer w.Close()
+	var msgs []kafka.Message
+	for _, v := range values {
+		var e struct{ Tenant, Equipment string }
+		_ = json.Unmarshal(v, &e)
+		msgs = append(msgs, kafka.Message{Key: []byte(e.Tenant + "/" + e.Equipment), Value: v})
+	}
+	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type running struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func start(t *testing.T, pool *pgxpool.Pool, brokers []string, cfg sink.Config) *running {
+	t.Helper()
+	cfg.KafkaBrokers = brokers
+	if cfg.Linger == 0 {
+		cfg.Linger = 20 * time.Millisecond
+	}
+	s, err := sink.New(cfg, pool, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- s.Run(ctx) }()
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *running) stop() {
+	if r.cancel != nil {
+		r.cancel()
+		<-r.done
+		r.cancel = nil
+	}
+}
+
+// waitRows waits until samples holds want rows and then checks each (agent, seq)
+// is there exactly once.
+func waitRows(t *testing.T, pool *pgxpool.Pool, want int) {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(60 * time.Second)
+	var n int
+	for {
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM samples`).Scan(&n); err == nil && n >= want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("samples holds %d rows after 60s, want %d", n, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // anything more would be a duplicate
+	var total, distinct, dayParts int
+	err := pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT (agent, seq)) FROM samples`).Scan(&total, &distinct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total != want || distinct != want {
+		t.Fatalf("samples holds %d rows, %d distinct (agent, seq); want %d of each", total, distinct, want)
+	}
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM samples_default`).Scan(&dayParts); err != nil || dayParts != 0 {
+		t.Fatalf("%d rows in the default partition (%v): day partitions should have been made on demand", dayParts, err)
+	}
+}
+
+func TestExactlyOnceWithDuplicatesOutOfOrder(t *testing.T) {
+	k := testkit.Kafka(t)
+	pool := testkit.NewDatabase(t).Pool(t)
+	envs := envelopes(t, "gw1", 60, 50)
+	// Every envelope twice, in a shuffled order: replays and redeliveries.
+	sent := append(append([][]byte{}, envs...), envs...)
+	rand.New(rand.NewPCG(1, 2)).Shuffle(len(sent), func(i, j int) { sent[i], sent[j] = sent[j], sent[i] })
+	produce(t, k.Brokers(), sent[:70]...)
+	start(t, pool, k.Brokers(), sink.Config{Group: "g", BatchRows: 500})
+	produce(t, k.Brokers(), sent[70:]...)
+	waitRows(t, pool, 60*50)
+}
+
+func TestResumesFromStoredOffsets(t *testing.T) {
+	k := testkit.Kafka(t)
+	pool := testkit.NewDatabase(t).Pool(t)
+	envs := envelopes(t, "gw1", 40, 25)
+	produce(t, k.Brokers(), envs[:20]...)
+	r := start(t, pool, k.Brokers(), sink.Config{Group: "g"})
+	waitRows(t, pool, 20*25)
+	r.stop()
+	produce(t, k.Brokers(), envs[20:]...)
+	start(t, pool, k.Brokers(), sink.Config{Group: "g"})
+	waitRows(t, pool, 40*25)
+	var stored int64
+	if err := pool.QueryRow(context.Background(), `SELECT sum(next_offset) FROM sink_offset WHERE consumer_group = 'g'`).Scan(&stored); err != nil || stored != 40 {
+		t.Fatalf("stored offsets add up to %d (%v), want 40 records", stored, err)
+	}
+}
+
+func TestPostgresKilledUnderLoad(t *testing.T) {
+	k := testkit.Kafka(t)
+	pg := testkit.Postgres(t)
+	pool := testkit.NewDatabase(t).Pool(t)
+	envs := envelopes(t, "gw1", 200, 100)
+	start(t, pool, k.Brokers(), sink.Config{Group: "g", BatchRows: 1000, MaxBackoff: 200 * time.Millisecond})
+	produce(t, k.Brokers(), envs[:100]...)
+	time.Sleep(100 * time.Millisecond)
+	if err := pg.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, k.Brokers(), envs[100:]...)
+	time.Sleep(500 * time.Millisecond)
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitRows(t, pool, 200*100)
+}
+
+func TestTwoSinksRebalance(t *testing.T) {
+	k := testkit.Kafka(t)
+	pool := testkit.NewDatabase(t).Pool(t)
+	envs := envelopes(t, "gw1", 300, 20)
+	first := start(t, pool, k.Brokers(), sink.Config{Group: "g", BatchRows: 200})
+	produce(t, k.Brokers(), envs[:100]...)
+	start(t, pool, k.Brokers(), sink.Config{Group: "g", BatchRows: 200}) // joins: rebalance
+	produce(t, k.Brokers(), envs[100:200]...)
+	first.stop() // leaves: rebalance again
+	produce(t, k.Brokers(), envs[200:]...)
+	waitRows(t, pool, 300*20)
+}
+
+func TestRefusedRecordsGoToDeadLetters(t *testing.T) {
+	k := testkit.Kafka(t)
+	pool := testkit.NewDatabase(t).Pool(t)
+	envs := envelopes(t, "gw1", 3, 10)
+	// Valid for the contract, refused by the database: seq beyond bigint.
+	huge := schemas.Envelope{Version: 1, Tenant: "acme", Site: "s", Area: "a", Line: "l", Equipment: "eq-0", Agent: "gw2",
+		Samples: []schemas.Sample{{Seq: 1 << 63, Tag: "t", Role: schemas.RoleMeasurement, TS: time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC),
+			Kind: schemas.NumberValue, Value: 1, Quality: schemas.QualityGood}}}
+	hugeBytes, err := schemas.Encode(&huge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	produce(t, k.Brokers(), envs[0], []byte(`{"tenant":"acme","equipment":"eq-0","this":"is not an envelope"}`), hugeBytes, envs[1], envs[2])
+	start(t, pool, k.Brokers(), sink.Config{Group: "g"})
+	waitRows(t, pool, 30)
+
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: k.Brokers(), GroupID: "check", Topic: schemas.KafkaDeadLetter,
+		StartOffset: kafka.FirstOffset, MaxWait: 50 * time.Millisecond})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	reasons := map[schemas.Reason]bool{}
+	for len(reasons) < 2 {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			t.Fatalf("dead letters: %v (have %v)", err, reasons)
+		}
+		var dl schemas.DeadLetter
+		if err := json.Unmarshal(m.Value, &dl); err != nil {
+			t.Fatal(err)
+		}
+		reasons[dl.Reason] = true
+	}
+	if !reasons[schemas.ReasonMalformed] || !reasons[schemas.ReasonRejectedByDatabase] {
+		t.Fatalf("dead-letter reasons %v, want malformed and rejected_by_database", reasons)
+	}
+}
