@@ -1,0 +1,237 @@
+// Command takt-ingest runs Takt's ingest stages: the MQTT → Kafka bridge, the
+// Kafka → PostgreSQL sink, or both in one process.
+//
+//	takt-ingest [-c FILE] bridge|sink|all
+//	takt-ingest [-c FILE] validate
+//
+// Configuration comes from a YAML file (see example.yaml) and the environment:
+// DATABASE_URL, TAKT_MQTT_URL, TAKT_KAFKA_BROKERS (comma-separated) and
+// TAKT_HTTP_ADDR override the file. The HTTP listener serves /metrics, /healthz
+// and /readyz.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+	"gopkg.in/yaml.v3"
+
+	"takt.dev/ingest/bridge"
+	"takt.dev/ingest/sink"
+	"takt.dev/schemas"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "takt-ingest:", err)
+		os.Exit(1)
+	}
+}
+
+// Config is the whole configuration of takt-ingest.
+type Config struct {
+	HTTPAddr    string `yaml:"http_addr"`
+	DatabaseURL string `yaml:"database_url"`
+	Kafka       struct {
+		Brokers     []string `yaml:"brokers"`
+		Compression string   `yaml:"compression"`
+	} `yaml:"kafka"`
+	MaxMessageBytes int `yaml:"max_message_bytes"`
+	Bridge          struct {
+		MQTTURL   string        `yaml:"mqtt_url"`
+		ClientID  string        `yaml:"client_id"`
+		Group     string        `yaml:"group"`
+		Username  string        `yaml:"username"`
+		Password  string        `yaml:"password"`
+		QueueSize int           `yaml:"queue_size"`
+		BatchSize int           `yaml:"batch_size"`
+		Linger    time.Duration `yaml:"linger"`
+	} `yaml:"bridge"`
+	Sink struct {
+		Group     string        `yaml:"group"`
+		BatchRows int           `yaml:"batch_rows"`
+		Linger    time.Duration `yaml:"linger"`
+	} `yaml:"sink"`
+}
+
+const usage = `usage: takt-ingest [-c FILE] bridge|sink|all|validate`
+
+func loadConfig(file string, getenv func(string) string) (*Config, error) {
+	cfg := &Config{HTTPAddr: "127.0.0.1:9102"}
+	if file != "" {
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		dec := yaml.NewDecoder(f)
+		dec.KnownFields(true)
+		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+	}
+	if v := getenv("DATABASE_URL"); v != "" {
+		cfg.DatabaseURL = v
+	}
+	if v := getenv("TAKT_MQTT_URL"); v != "" {
+		cfg.Bridge.MQTTURL = v
+	}
+	if v := getenv("TAKT_KAFKA_BROKERS"); v != "" {
+		cfg.Kafka.Brokers = strings.Split(v, ",")
+	}
+	if v := getenv("TAKT_HTTP_ADDR"); v != "" {
+		cfg.HTTPAddr = v
+	}
+	if cfg.MaxMessageBytes < 0 || cfg.MaxMessageBytes > 64<<20 {
+		return nil, fmt.Errorf("max_message_bytes = %d: want 1 to %d (0 for the default %d)", cfg.MaxMessageBytes, 64<<20, schemas.DefaultLimits.MaxBytes)
+	}
+	return cfg, nil
+}
+
+func (c *Config) limits() schemas.Limits {
+	return schemas.Limits{MaxBytes: c.MaxMessageBytes}
+}
+
+func (c *Config) bridgeConfig() bridge.Config {
+	return bridge.Config{
+		BrokerURL: c.Bridge.MQTTURL, ClientID: c.Bridge.ClientID, Group: c.Bridge.Group,
+		Username: c.Bridge.Username, Password: c.Bridge.Password,
+		KafkaBrokers: c.Kafka.Brokers, Compression: c.Kafka.Compression,
+		QueueSize: c.Bridge.QueueSize, BatchSize: c.Bridge.BatchSize, Linger: c.Bridge.Linger, Limits: c.limits(),
+	}
+}
+
+func (c *Config) sinkConfig() sink.Config {
+	return sink.Config{KafkaBrokers: c.Kafka.Brokers, Group: c.Sink.Group, BatchRows: c.Sink.BatchRows,
+		Linger: c.Sink.Linger, Limits: c.limits()}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	fs := flagSet(stderr)
+	file := fs.String("c", "", "configuration file (YAML)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, usage)
+		return errors.New("want exactly one command")
+	}
+	mode := fs.Arg(0)
+	cfg, err := loadConfig(*file, getenv)
+	if err != nil {
+		return err
+	}
+	runBridge, runSink := mode == "bridge" || mode == "all", mode == "sink" || mode == "all"
+	validateOnly := mode == "validate"
+	if validateOnly {
+		runBridge, runSink = cfg.Bridge.MQTTURL != "", cfg.DatabaseURL != ""
+	}
+	if !runBridge && !runSink && !validateOnly {
+		fmt.Fprintln(stderr, usage)
+		return fmt.Errorf("unknown command %q", mode)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var b *bridge.Bridge
+	var s *sink.Sink
+	var pool *pgxpool.Pool
+	if runBridge {
+		if b, err = bridge.New(cfg.bridgeConfig(), log.With("stage", "bridge"), reg); err != nil {
+			return err
+		}
+	}
+	if runSink {
+		if cfg.DatabaseURL == "" {
+			return errors.New("database_url: missing (or set DATABASE_URL)")
+		}
+		pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+		if err != nil {
+			return fmt.Errorf("database_url: %w", err)
+		}
+		if validateOnly {
+			if _, err := sink.New(cfg.sinkConfig(), nil, log, nil); err != nil {
+				return err
+			}
+		} else {
+			if pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
+				return fmt.Errorf("database_url: %w", err)
+			}
+			defer pool.Close()
+			if s, err = sink.New(cfg.sinkConfig(), pool, log.With("stage", "sink"), reg); err != nil {
+				return err
+			}
+		}
+	}
+	if validateOnly {
+		fmt.Fprintln(stdout, "configuration is valid")
+		return nil
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		var problems []string
+		if b != nil && !b.Ready() {
+			problems = append(problems, "bridge: not connected to the MQTT broker")
+		}
+		if pool != nil {
+			pctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			defer cancel()
+			if err := pool.Ping(pctx); err != nil {
+				problems = append(problems, "sink: database: "+err.Error())
+			}
+		}
+		if len(problems) > 0 {
+			http.Error(w, strings.Join(problems, "\n"), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http_addr: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	log.Info("takt-ingest running", "mode", mode, "http", ln.Addr().String())
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	if b != nil {
+		g.Go(func() error { return b.Run(gctx) })
+	}
+	if s != nil {
+		g.Go(func() error { return s.Run(gctx) })
+	}
+	return g.Wait()
+}
