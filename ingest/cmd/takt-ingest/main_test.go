@@ -62,7 +62,9 @@ func TestAllInOneProcess(t *testing.T) {
 		"TAKT_KAFKA_BROKERS": strings.Join(k.Brokers(), ","), "TAKT_HTTP_ADDR": addr}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"-c", cfgFile, "all"}, func(k string) string { return env[k] }, io.Discard, io.Discard) }()
+	go func() {
+		done <- run(ctx, []string{"-c", cfgFile, "all"}, func(k string) string { return env[k] }, io.Discard, io.Discard)
+	}()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
