@@ -4,6 +4,8 @@
 #   BENCH <module>_<benchmark>_<unit with / as _per_> <value> <unit>
 # e.g. BenchmarkDecode in schemas reporting samples/s gives
 #   BENCH schemas_decode_samples_per_s 316479 samples/s
+# A benchmark that reports a unit of the form NAME=UNIT (b.ReportMetric(x,
+# "raw_copy_rows_per_s=rows/s")) names the figure itself: BENCH <module>_NAME x UNIT.
 # The full `go test -bench` output goes to stderr for the record.
 set -euo pipefail
 benchtime=${BENCHTIME:-3s}
@@ -26,6 +28,11 @@ for dir in $(go list -m -f '{{.Dir}}'); do
       for (i = 3; i + 1 <= NF; i += 2) {
         unit = $(i + 1)
         if (unit == "ns/op" || unit == "B/op" || unit == "allocs/op" || unit == "MB/s") continue
+        if (index(unit, "=") > 0) {
+          split(unit, parts, "=")
+          printf "BENCH %s_%s %s %s\n", mod, parts[1], $i, parts[2]
+          continue
+        }
         u = unit; gsub(/\//, "_per_", u)
         printf "BENCH %s_%s_%s %s %s\n", mod, snake, u, $i, unit
       }

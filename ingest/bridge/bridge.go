@@ -141,7 +141,9 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Bridge, erro
 		Async:        false,            // Async ignores errors
 		BatchTimeout: cfg.Linger,       // the default is one second per write
 		BatchSize:    cfg.BatchSize * 2,
-		BatchBytes:   16 << 20,
+		// Kafka refuses record batches above message.max.bytes (1 MiB by default);
+		// room for one envelope at the decode limit plus key and headers.
+		BatchBytes:   int64(max(1<<20, cfg.Limits.MaxBytes+64<<10)),
 		MaxAttempts:  1, // retried here, with backoff and a metric
 		Compression:  compress.Compression(comp),
 		ReadTimeout:  10 * time.Second,

@@ -68,6 +68,11 @@ type running struct {
 
 func start(t *testing.T, pool *pgxpool.Pool, brokers []string, cfg sink.Config) *running {
 	t.Helper()
+	return start2(t, pool, brokers, cfg)
+}
+
+func start2(t testing.TB, pool *pgxpool.Pool, brokers []string, cfg sink.Config) *running {
+	t.Helper()
 	cfg.KafkaBrokers = brokers
 	if cfg.Linger == 0 {
 		cfg.Linger = 20 * time.Millisecond
