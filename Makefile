@@ -34,7 +34,8 @@ fuzz:
 
 # The pipeline with embedded defaults; Ctrl-C stops it.
 demo: deps
-	$(GO) run ./testkit/cmd/takt-demo
+	@mkdir -p bin && $(GO) build -o bin/takt-demo ./testkit/cmd/takt-demo
+	@./bin/takt-demo
 
 tidy:
 	@set -e; for d in $(MODULES); do (cd $$d && GOWORK=off $(GO) mod tidy); done
