@@ -374,16 +374,7 @@ func (s *Sink) commit(ctx context.Context, partition int, batch []item) (result,
 		res.rows, res.envelopes = n, len(todo)
 	}
 
-	// 3. Dead letters are made durable before the position moves past them.
-	if len(dead) > 0 {
-		if err := s.dlq.WriteMessages(ctx, dead...); err != nil {
-			return res, fmt.Errorf("dead-letter write: %w", err)
-		}
-	}
-	if err := s.storeOffset(ctx, tx, partition, batch[len(batch)-1].msg.Offset+1); err != nil {
-		return res, err
-	}
-	return res, tx.Commit(ctx)
+	return res, s.finish(ctx, tx, partition, batch, dead)
 }
 
 // commitOneByOne is the slow path for a batch the database refused: each envelope in
@@ -439,23 +430,25 @@ func (s *Sink) commitOneByOne(ctx context.Context, partition int, batch []item) 
 		res.rows += n
 		res.envelopes++
 	}
-	if len(dead) > 0 {
-		if err := s.dlq.WriteMessages(ctx, dead...); err != nil {
-			return res, fmt.Errorf("dead-letter write: %w", err)
-		}
-	}
-	if err := s.storeOffset(ctx, tx, partition, batch[len(batch)-1].msg.Offset+1); err != nil {
-		return res, err
-	}
-	return res, tx.Commit(ctx)
+	return res, s.finish(ctx, tx, partition, batch, dead)
 }
 
-func (s *Sink) storeOffset(ctx context.Context, tx pgx.Tx, partition int, next int64) error {
+// finish writes the batch's dead letters, durably, before the position moves past
+// them, then stores the next offset and commits.
+func (s *Sink) finish(ctx context.Context, tx pgx.Tx, partition int, batch []item, dead []kafka.Message) error {
+	if len(dead) > 0 {
+		if err := s.dlq.WriteMessages(ctx, dead...); err != nil {
+			return fmt.Errorf("dead-letter write: %w", err)
+		}
+	}
 	_, err := tx.Exec(ctx, `INSERT INTO sink_offset (consumer_group, topic, partition, next_offset, updated_at)
 		VALUES ($1, $2, $3, $4, now())
 		ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()`,
-		s.cfg.Group, s.cfg.Topic, partition, next)
-	return err
+		s.cfg.Group, s.cfg.Topic, partition, batch[len(batch)-1].msg.Offset+1)
+	if err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
 }
 
 // ensurePartitions creates the daily partitions the batch needs and that are not
