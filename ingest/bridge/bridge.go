@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,8 +36,14 @@ type Config struct {
 	BrokerURL string // MQTT broker, tcp://host:port or ssl://host:port
 	ClientID  string // fixed, so that the broker keeps the session across restarts
 	Group     string // shared-subscription group; bridges of one group split the load
-	Username  string
-	Password  string
+	// Subscription is "shared" (default: $share/<Group>/<topic>, bridges of a group
+	// split the load) or "plain" (every bridge gets every message of its Topics). A
+	// plain subscription of a persistent session survives a Mosquitto 2.0 restart; a
+	// shared one does not (see README).
+	Subscription string
+	Topics       []string // MQTT filters under takt/v1/; default takt/v1/#
+	Username     string
+	Password     string
 
 	KafkaBrokers []string
 	Compression  string // none, gzip, snappy, lz4, zstd
@@ -53,6 +60,12 @@ type Config struct {
 func (c Config) Defaults() Config {
 	if c.Group == "" {
 		c.Group = "takt-ingest"
+	}
+	if c.Subscription == "" {
+		c.Subscription = "shared"
+	}
+	if len(c.Topics) == 0 {
+		c.Topics = []string{schemas.TopicRoot + "/#"}
 	}
 	if c.Compression == "" {
 		c.Compression = "zstd"
@@ -90,7 +103,30 @@ func (c Config) Validate() error {
 	if _, err := codec(c.Compression); err != nil {
 		return err
 	}
-	return schemas.CheckName(c.Group)
+	if c.Subscription != "shared" && c.Subscription != "plain" {
+		return fmt.Errorf("bridge.subscription = %q: want shared or plain", c.Subscription)
+	}
+	for i, f := range c.Topics {
+		if f != schemas.TopicRoot+"/#" && !strings.HasPrefix(f, schemas.TopicRoot+"/") {
+			return fmt.Errorf("bridge.topics[%d] = %q: must be a filter under %s/", i, f, schemas.TopicRoot)
+		}
+	}
+	if err := schemas.CheckName(c.Group); err != nil {
+		return fmt.Errorf("bridge.group = %q: %w", c.Group, err)
+	}
+	return nil
+}
+
+// filters returns the MQTT filters the bridge subscribes to.
+func (c Config) filters() map[string]byte {
+	out := make(map[string]byte, len(c.Topics))
+	for _, t := range c.Topics {
+		if c.Subscription == "shared" {
+			t = "$share/" + c.Group + "/" + t
+		}
+		out[t] = 1
+	}
+	return out
 }
 
 func codec(name string) (kafka.Compression, error) {
@@ -188,18 +224,18 @@ func (b *Bridge) Run(ctx context.Context) error {
 		SetConnectRetryInterval(time.Second).
 		SetMaxReconnectInterval(10 * time.Second).
 		SetKeepAlive(30 * time.Second)
-	filter := schemas.SharedSubscription(b.cfg.Group)
+	filters := b.cfg.filters()
 	opts.SetOnConnectHandler(func(c mqtt.Client) {
 		// Subscriptions are made again on every connect: a broker that lost the
 		// session (or a first start) must not leave the bridge deaf.
-		tok := c.Subscribe(filter, 1, b.receive)
+		tok := c.SubscribeMultiple(filters, b.receive)
 		if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
-			b.log.Error("subscribe failed; reconnecting", "filter", filter, "err", tok.Error())
+			b.log.Error("subscribe failed; reconnecting", "filters", b.cfg.Topics, "err", tok.Error())
 			c.Disconnect(0) // auto-reconnect tries again
 			return
 		}
 		b.setReady(true)
-		b.log.Info("connected and subscribed", "broker", b.cfg.BrokerURL, "filter", filter)
+		b.log.Info("connected and subscribed", "broker", b.cfg.BrokerURL, "subscription", b.cfg.Subscription, "filters", b.cfg.Topics)
 	})
 	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 		b.setReady(false)

@@ -217,6 +217,9 @@ func TestConfigErrors(t *testing.T) {
 		{func(c *bridge.Config) { c.KafkaBrokers = nil }, "kafka.brokers: missing"},
 		{func(c *bridge.Config) { c.Compression = "brotli" }, `kafka.compression = "brotli"`},
 		{func(c *bridge.Config) { c.QueueSize, c.BatchSize = 10, 20 }, "bridge.batch_size = 20"},
+		{func(c *bridge.Config) { c.Subscription = "exclusive" }, `bridge.subscription = "exclusive"`},
+		{func(c *bridge.Config) { c.Topics = []string{"plant/#"} }, `bridge.topics[0] = "plant/#"`},
+		{func(c *bridge.Config) { c.Group = "a/b" }, `bridge.group = "a/b"`},
 	}
 	for _, c := range cases {
 		cfg := base

@@ -36,11 +36,14 @@ import (
 	"takt.dev/schemas"
 )
 
-func main() {
-	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+func main() { main0(os.Args[1:]) }
+
+func main0(args []string) {
+	if err := run(context.Background(), args, os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "takt-ingest:", err)
 		os.Exit(1)
 	}
+	os.Exit(0)
 }
 
 // Config is the whole configuration of takt-ingest.
@@ -53,14 +56,16 @@ type Config struct {
 	} `yaml:"kafka"`
 	MaxMessageBytes int `yaml:"max_message_bytes"`
 	Bridge          struct {
-		MQTTURL   string        `yaml:"mqtt_url"`
-		ClientID  string        `yaml:"client_id"`
-		Group     string        `yaml:"group"`
-		Username  string        `yaml:"username"`
-		Password  string        `yaml:"password"`
-		QueueSize int           `yaml:"queue_size"`
-		BatchSize int           `yaml:"batch_size"`
-		Linger    time.Duration `yaml:"linger"`
+		MQTTURL      string        `yaml:"mqtt_url"`
+		ClientID     string        `yaml:"client_id"`
+		Group        string        `yaml:"group"`
+		Subscription string        `yaml:"subscription"`
+		Topics       []string      `yaml:"topics"`
+		Username     string        `yaml:"username"`
+		Password     string        `yaml:"password"`
+		QueueSize    int           `yaml:"queue_size"`
+		BatchSize    int           `yaml:"batch_size"`
+		Linger       time.Duration `yaml:"linger"`
 	} `yaml:"bridge"`
 	Sink struct {
 		Group     string        `yaml:"group"`
@@ -110,6 +115,7 @@ func (c *Config) limits() schemas.Limits {
 func (c *Config) bridgeConfig() bridge.Config {
 	return bridge.Config{
 		BrokerURL: c.Bridge.MQTTURL, ClientID: c.Bridge.ClientID, Group: c.Bridge.Group,
+		Subscription: c.Bridge.Subscription, Topics: c.Bridge.Topics,
 		Username: c.Bridge.Username, Password: c.Bridge.Password,
 		KafkaBrokers: c.Kafka.Brokers, Compression: c.Kafka.Compression,
 		QueueSize: c.Bridge.QueueSize, BatchSize: c.Bridge.BatchSize, Linger: c.Bridge.Linger, Limits: c.limits(),

@@ -18,7 +18,15 @@ import (
 	"takt.dev/testkit"
 )
 
-func TestMain(m *testing.M) { testkit.Main(m) }
+// TestMain doubles as takt-ingest itself: fault tests run the test binary as a child
+// process with TAKT_INGEST_CHILD set, so that they can SIGKILL a real process.
+func TestMain(m *testing.M) {
+	if args := os.Getenv("TAKT_INGEST_CHILD"); args != "" {
+		main0(strings.Fields(args))
+		return
+	}
+	testkit.Main(m)
+}
 
 func TestConfigErrorsNameTheField(t *testing.T) {
 	cases := []struct{ yaml, want string }{
