@@ -24,7 +24,7 @@ func TestMain(m *testing.M) { testkit.Main(m) }
 
 var path = schemas.Path{Tenant: "acme", Site: "lyon", Area: "pack", Line: "l1", Equipment: "filler-1"}
 
-func envelope(t *testing.T, firstSeq uint64, n int) []byte {
+func envelope(t testing.TB, firstSeq uint64, n int) []byte {
 	t.Helper()
 	e := schemas.Envelope{Version: schemas.Version, Tenant: path.Tenant, Site: path.Site, Area: path.Area,
 		Line: path.Line, Equipment: path.Equipment, Agent: "gw1"}
@@ -44,7 +44,7 @@ func envelope(t *testing.T, firstSeq uint64, n int) []byte {
 	return b
 }
 
-func startBridge(t *testing.T, cfg bridge.Config) (*bridge.Bridge, *prometheus.Registry, func()) {
+func startBridge(t testing.TB, cfg bridge.Config) (*bridge.Bridge, *prometheus.Registry, func()) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	b, err := bridge.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), reg)
