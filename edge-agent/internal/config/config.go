@@ -1,0 +1,427 @@
+// Package config is the agent's configuration file: one YAML file per gateway with
+// the broker, the disk buffer, and the equipment it serves with their sources and
+// tags. Load validates the whole file and reports every problem, each naming the
+// equipment, source, tag and value at fault, before anything connects.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"takt.dev/schemas"
+)
+
+// Config is the whole agent configuration.
+type Config struct {
+	Agent     Agent       `yaml:"agent"`
+	MQTT      MQTT        `yaml:"mqtt"`
+	Buffer    Buffer      `yaml:"buffer"`
+	Publish   Publish     `yaml:"publish"`
+	Equipment []Equipment `yaml:"equipment"`
+}
+
+// Agent names the gateway.
+type Agent struct {
+	ID          string `yaml:"id"`           // unique per agent: (agent, seq) identifies a sample
+	Tenant      string `yaml:"tenant"`       // the tenant all equipment belongs to
+	MetricsAddr string `yaml:"metrics_addr"` // Prometheus /metrics; default 127.0.0.1:9103, "" to disable
+}
+
+// MQTT is the broker connection.
+type MQTT struct {
+	URL       string        `yaml:"url"`       // tcp://host:1883 or ssl://host:8883
+	ClientID  string        `yaml:"client_id"` // default takt-agent-<agent id>
+	Username  string        `yaml:"username"`
+	Password  string        `yaml:"password"`
+	CAFile    string        `yaml:"ca_file"`   // PEM CA bundle to check the broker's certificate
+	CertFile  string        `yaml:"cert_file"` // PEM client certificate (mutual TLS)
+	KeyFile   string        `yaml:"key_file"`
+	KeepAlive time.Duration `yaml:"keepalive"` // default 30s
+}
+
+// Buffer is the disk buffer every envelope is written to before it is published.
+type Buffer struct {
+	Dir          string `yaml:"dir"`           // default /var/lib/takt-agent
+	MaxBytes     int64  `yaml:"max_bytes"`     // default 256 MiB; at least 2 segments
+	SegmentBytes int64  `yaml:"segment_bytes"` // default 8 MiB
+	WhenFull     string `yaml:"when_full"`     // drop_oldest (default) or pause
+}
+
+// Publish shapes envelopes and their flow to the broker.
+type Publish struct {
+	BatchSize   int           `yaml:"batch_size"`   // samples per envelope, at most; default 500
+	Linger      time.Duration `yaml:"linger"`       // an envelope waits at most this long to fill; default 1s
+	MaxInflight int           `yaml:"max_inflight"` // envelopes published and not yet acknowledged; default 64
+}
+
+// Equipment is one machine and the sources its tags come from.
+type Equipment struct {
+	Site   string         `yaml:"site"`
+	Area   string         `yaml:"area"`
+	Line   string         `yaml:"line"`
+	Code   string         `yaml:"code"`
+	Modbus []ModbusDevice `yaml:"modbus"`
+}
+
+// ModbusDevice is one Modbus server (PLC, gateway, meter) polled on its own loop.
+type ModbusDevice struct {
+	Name     string        `yaml:"name"`
+	URL      string        `yaml:"url"`      // tcp://host:502, rtuovertcp://host:4001, rtu:///dev/ttyUSB0
+	UnitID   uint8         `yaml:"unit_id"`  // default 1
+	Interval time.Duration `yaml:"interval"` // default 1s
+	Timeout  time.Duration `yaml:"timeout"`  // per request; default 2s
+	GapFill  int           `yaml:"gap_fill"` // unused registers a merged request may span; default 10
+	Baud     uint          `yaml:"baud"`     // rtu only; default 19200
+	Parity   string        `yaml:"parity"`   // rtu only: none, even (default), odd
+	Tags     []Tag         `yaml:"tags"`
+}
+
+// Tag is one value read from a source.
+type Tag struct {
+	Name      string  `yaml:"name"`
+	Role      string  `yaml:"role"`       // measurement (default), state, counter
+	Register  string  `yaml:"register"`   // holding (default), input, coil, discrete
+	Address   *int    `yaml:"address"`    // 0-based protocol address, 0..65535
+	Type      string  `yaml:"type"`       // bool, int16, uint16 (default), int32, uint32, int64, uint64, float32, float64, string
+	ByteOrder string  `yaml:"byte_order"` // ABCD (default), DCBA, BADC, CDAB
+	Length    int     `yaml:"length"`     // string only: registers
+	Scale     float64 `yaml:"scale"`      // value = raw * scale + offset; default 1
+	Offset    float64 `yaml:"offset"`
+
+	Counter string                `yaml:"counter"` // counter only: total, good, scrap
+	Wrap    uint64                `yaml:"wrap"`    // counter only: wraps to 0 here; default from type (uint16: 65536)
+	States  map[int64]StateOfCode `yaml:"states"`  // state only: PLC code → category and reason
+}
+
+// StateOfCode is what one PLC state code means.
+type StateOfCode struct {
+	State  string `yaml:"state"`  // RUNNING, SETUP, STOPPED_UNPLANNED, IDLE, PLANNED_DOWN, NOT_SCHEDULED, UNKNOWN
+	Reason uint32 `yaml:"reason"` // reason code within the category
+}
+
+// Load reads, defaults and validates the file.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(data)
+}
+
+// Parse decodes YAML (unknown fields are errors), fills defaults and validates.
+func Parse(data []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c.defaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) defaults() {
+	if c.Agent.MetricsAddr == "" {
+		c.Agent.MetricsAddr = "127.0.0.1:9103"
+	}
+	if c.MQTT.ClientID == "" && c.Agent.ID != "" {
+		c.MQTT.ClientID = "takt-agent-" + c.Agent.ID
+	}
+	if c.MQTT.KeepAlive == 0 {
+		c.MQTT.KeepAlive = 30 * time.Second
+	}
+	if c.Buffer.Dir == "" {
+		c.Buffer.Dir = "/var/lib/takt-agent"
+	}
+	if c.Buffer.MaxBytes == 0 {
+		c.Buffer.MaxBytes = 256 << 20
+	}
+	if c.Buffer.SegmentBytes == 0 {
+		c.Buffer.SegmentBytes = min(8<<20, c.Buffer.MaxBytes/4)
+	}
+	if c.Buffer.WhenFull == "" {
+		c.Buffer.WhenFull = "drop_oldest"
+	}
+	if c.Publish.BatchSize == 0 {
+		c.Publish.BatchSize = 500
+	}
+	if c.Publish.Linger == 0 {
+		c.Publish.Linger = time.Second
+	}
+	if c.Publish.MaxInflight == 0 {
+		c.Publish.MaxInflight = 64
+	}
+	for i := range c.Equipment {
+		for j := range c.Equipment[i].Modbus {
+			d := &c.Equipment[i].Modbus[j]
+			if d.UnitID == 0 {
+				d.UnitID = 1
+			}
+			if d.Interval == 0 {
+				d.Interval = time.Second
+			}
+			if d.Timeout == 0 {
+				d.Timeout = 2 * time.Second
+			}
+			if d.GapFill == 0 {
+				d.GapFill = 10
+			}
+			if d.Baud == 0 {
+				d.Baud = 19200
+			}
+			if d.Parity == "" {
+				d.Parity = "even"
+			}
+			for k := range d.Tags {
+				t := &d.Tags[k]
+				if t.Role == "" {
+					t.Role = "measurement"
+				}
+				if t.Register == "" {
+					t.Register = "holding"
+				}
+				if t.Type == "" {
+					t.Type = "uint16"
+					if t.Register == "coil" || t.Register == "discrete" {
+						t.Type = "bool"
+					}
+				}
+				if t.ByteOrder == "" {
+					t.ByteOrder = "ABCD"
+				}
+				if t.Scale == 0 {
+					t.Scale = 1
+				}
+				if t.Role == "counter" && t.Wrap == 0 {
+					t.Wrap = DefaultWrap(t.Type)
+				}
+			}
+		}
+	}
+}
+
+// DefaultWrap is the value an unsigned counter of type typ wraps to 0 at, or 0 when
+// the type has none worth naming.
+func DefaultWrap(typ string) uint64 {
+	switch typ {
+	case "uint16":
+		return 1 << 16
+	case "uint32":
+		return 1 << 32
+	}
+	return 0
+}
+
+// Validate reports every problem in the file, one per line.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if err := schemas.CheckName(c.Agent.ID); err != nil {
+		add("agent.id %q: %v", c.Agent.ID, err)
+	}
+	if err := schemas.CheckName(c.Agent.Tenant); err != nil {
+		add("agent.tenant %q: %v", c.Agent.Tenant, err)
+	}
+	if u, err := url.Parse(c.MQTT.URL); err != nil || (u.Scheme != "tcp" && u.Scheme != "ssl" && u.Scheme != "tls") || u.Host == "" {
+		add("mqtt.url %q: want tcp://host:port or ssl://host:port", c.MQTT.URL)
+	}
+	if (c.MQTT.CertFile == "") != (c.MQTT.KeyFile == "") {
+		add("mqtt.cert_file and mqtt.key_file: give both or neither")
+	}
+	for _, f := range []struct{ name, path string }{{"mqtt.ca_file", c.MQTT.CAFile}, {"mqtt.cert_file", c.MQTT.CertFile}, {"mqtt.key_file", c.MQTT.KeyFile}} {
+		if f.path != "" {
+			if _, err := os.Stat(f.path); err != nil {
+				add("%s %q: %v", f.name, f.path, err)
+			}
+		}
+	}
+	if c.Buffer.SegmentBytes < 64<<10 {
+		add("buffer.segment_bytes %d: at least 65536", c.Buffer.SegmentBytes)
+	}
+	if c.Buffer.MaxBytes < 2*c.Buffer.SegmentBytes {
+		add("buffer.max_bytes %d: at least two segments (2 × buffer.segment_bytes = %d)", c.Buffer.MaxBytes, 2*c.Buffer.SegmentBytes)
+	}
+	if c.Buffer.WhenFull != "drop_oldest" && c.Buffer.WhenFull != "pause" {
+		add("buffer.when_full %q: want drop_oldest or pause", c.Buffer.WhenFull)
+	}
+	if c.Publish.BatchSize < 1 || c.Publish.BatchSize > schemas.DefaultLimits.MaxSamples {
+		add("publish.batch_size %d: want 1 to %d", c.Publish.BatchSize, schemas.DefaultLimits.MaxSamples)
+	}
+	if c.Publish.Linger < 0 {
+		add("publish.linger %s: must not be negative", c.Publish.Linger)
+	}
+	if c.Publish.MaxInflight < 1 || c.Publish.MaxInflight > 65535 {
+		add("publish.max_inflight %d: want 1 to 65535", c.Publish.MaxInflight)
+	}
+	if len(c.Equipment) == 0 {
+		add("equipment: none configured")
+	}
+	codes := map[string]bool{}
+	for i, e := range c.Equipment {
+		where := fmt.Sprintf("equipment[%d] %q", i, e.Code)
+		for _, l := range []struct{ field, v string }{{"site", e.Site}, {"area", e.Area}, {"line", e.Line}, {"code", e.Code}} {
+			if err := schemas.CheckName(l.v); err != nil {
+				add("%s: %s %q: %v", where, l.field, l.v, err)
+			}
+		}
+		if codes[e.Code] {
+			add("%s: code used twice", where)
+		}
+		codes[e.Code] = true
+		if len(e.Modbus) == 0 {
+			add("%s: no sources", where)
+		}
+		tags := map[string]bool{}
+		for _, d := range e.Modbus {
+			for _, err := range d.validate() {
+				add("equipment %q: %v", e.Code, err)
+			}
+			for _, t := range d.Tags {
+				if tags[t.Name] {
+					add("equipment %q: tag %q defined twice", e.Code, t.Name)
+				}
+				tags[t.Name] = true
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RegisterCount is how many 16-bit registers a type takes (bits take 1 "register").
+func RegisterCount(typ string, length int) int {
+	switch typ {
+	case "bool", "int16", "uint16":
+		return 1
+	case "int32", "uint32", "float32":
+		return 2
+	case "int64", "uint64", "float64":
+		return 4
+	case "string":
+		return length
+	}
+	return 0
+}
+
+var registers = map[string]bool{"holding": true, "input": true, "coil": true, "discrete": true}
+
+func (d ModbusDevice) validate() []error {
+	var errs []error
+	where := fmt.Sprintf("modbus device %q", d.Name)
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(where+": "+format, args...)) }
+	if d.Name == "" {
+		add("name: missing")
+	}
+	u, err := url.Parse(d.URL)
+	switch {
+	case err != nil:
+		add("url %q: %v", d.URL, err)
+	case u.Scheme == "tcp" || u.Scheme == "rtuovertcp":
+		if u.Host == "" || u.Port() == "" {
+			add("url %q: want %s://host:port", d.URL, u.Scheme)
+		}
+	case u.Scheme == "rtu":
+		if u.Path == "" {
+			add("url %q: want rtu:///dev/ttyUSB0", d.URL)
+		}
+		if d.Parity != "none" && d.Parity != "even" && d.Parity != "odd" {
+			add("parity %q: want none, even or odd", d.Parity)
+		}
+	default:
+		add("url %q: scheme must be tcp, rtuovertcp or rtu", d.URL)
+	}
+	if d.Interval < 10*time.Millisecond {
+		add("interval %s: at least 10ms", d.Interval)
+	}
+	if d.Timeout <= 0 || d.Timeout > time.Minute {
+		add("timeout %s: want more than 0 and at most 1m", d.Timeout)
+	}
+	if d.GapFill < 0 || d.GapFill > 124 {
+		add("gap_fill %d: want 0 to 124", d.GapFill)
+	}
+	if d.UnitID > 247 {
+		add("unit_id %d: want 1 to 247 (0 is broadcast)", d.UnitID)
+	}
+	if len(d.Tags) == 0 {
+		add("no tags")
+	}
+	for _, t := range d.Tags {
+		for _, err := range t.validate() {
+			add("tag %q: %v", t.Name, err)
+		}
+	}
+	return errs
+}
+
+func (t Tag) validate() []error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if t.Name == "" {
+		add("name: missing")
+	}
+	if !registers[t.Register] {
+		add("register %q: want holding, input, coil or discrete", t.Register)
+	}
+	n := RegisterCount(t.Type, t.Length)
+	switch {
+	case t.Type == "string" && (t.Length < 1 || t.Length > 123):
+		add("length %d: a string takes 1 to 123 registers", t.Length)
+	case n == 0:
+		add("type %q: unknown (want bool, int16, uint16, int32, uint32, int64, uint64, float32, float64 or string)", t.Type)
+	case (t.Register == "coil" || t.Register == "discrete") && t.Type != "bool":
+		add("type %q: a %s holds one bit; use type bool", t.Type, t.Register)
+	}
+	if t.Address == nil {
+		add("address: missing")
+	} else if *t.Address < 0 || *t.Address+max(n, 1)-1 > 65535 {
+		add("address %d: want 0 to %d for a %s", *t.Address, 65535-max(n, 1)+1, t.Type)
+	}
+	switch strings.ToUpper(t.ByteOrder) {
+	case "ABCD", "DCBA", "BADC", "CDAB":
+	default:
+		add("byte_order %q: want ABCD, DCBA, BADC or CDAB", t.ByteOrder)
+	}
+	switch t.Role {
+	case "measurement":
+		if t.Counter != "" || t.States != nil {
+			add("role measurement: counter and states are for counter and state tags")
+		}
+	case "state":
+		if t.Type == "string" || t.Type == "float32" || t.Type == "float64" {
+			add("type %q: a state code must be an integer or bool", t.Type)
+		}
+		if len(t.States) == 0 {
+			add("states: a state tag maps PLC codes to states; none given")
+		}
+		for code, s := range t.States {
+			if _, err := schemas.ParseStateCategory(s.State); err != nil {
+				add("states[%d]: %v", code, err)
+			}
+		}
+	case "counter":
+		if _, err := schemas.ParseCounterKind(t.Counter); err != nil {
+			add("counter: %v", err)
+		}
+		if t.Type == "string" || t.Type == "float32" || t.Type == "float64" || t.Type == "bool" {
+			add("type %q: a counter must be an integer type", t.Type)
+		}
+		if t.Scale != 1 || t.Offset != 0 {
+			add("scale/offset: a counter counts parts; scale and offset do not apply")
+		}
+	default:
+		add("role %q: want measurement, state or counter", t.Role)
+	}
+	if t.Type == "string" && t.Role != "measurement" {
+		add("type string: only a measurement can be text")
+	}
+	return errs
+}
