@@ -1,0 +1,549 @@
+// Package buffer is the agent's disk buffer: every envelope is appended to it before
+// it is published, and removed only when the broker acknowledged it.
+//
+// Contract:
+//   - Append returns once the record is written to the segment file: a process that
+//     is killed afterwards (SIGKILL included) finds it again on restart. Power loss
+//     is covered for what was written before the last fsync (Options.SyncEvery).
+//   - Next hands out records in append order; Ack may come in any order; the head
+//     (the oldest record not acknowledged) advances over acknowledged records and is
+//     saved, so after a restart only records from the head on are sent again.
+//     Records after the head that were acknowledged before a crash are sent twice;
+//     downstream deduplicates.
+//   - The buffer never holds more than MaxBytes. When an append would pass it, the
+//     policy applies: DropOldest deletes the oldest segment (counting its records and
+//     samples as dropped), Pause blocks Append until acknowledgements free space.
+//   - LastSeq is the highest sample seq ever appended, recovered from the files, so
+//     an agent's seq continues across restarts.
+package buffer
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Policy says what Append does when the buffer is full.
+type Policy int
+
+const (
+	DropOldest Policy = iota
+	Pause
+)
+
+// ParsePolicy reads "drop_oldest" or "pause".
+func ParsePolicy(s string) (Policy, error) {
+	switch s {
+	case "drop_oldest":
+		return DropOldest, nil
+	case "pause":
+		return Pause, nil
+	}
+	return 0, fmt.Errorf("buffer policy %q: want drop_oldest or pause", s)
+}
+
+// Options configure a buffer.
+type Options struct {
+	Dir          string
+	MaxBytes     int64
+	SegmentBytes int64
+	Policy       Policy
+	SyncEvery    time.Duration // fsync the tail segment at most this often; 0: on rotation and Close only
+	Log          *slog.Logger
+	Metrics      *Metrics
+}
+
+// Record is one stored envelope.
+type Record struct {
+	Topic    string
+	Payload  []byte
+	FirstSeq uint64
+	Samples  int
+}
+
+// Pos identifies a record handed out by Next, for Ack.
+type Pos struct {
+	seg uint64
+	idx int
+}
+
+type recMeta struct {
+	off      int64
+	size     int64 // whole record, header included
+	firstSeq uint64
+	samples  int
+}
+
+type segment struct {
+	id    uint64
+	file  *os.File
+	size  int64
+	recs  []recMeta
+	acked []bool
+}
+
+// Buffer is a bounded, persistent FIFO of records.
+type Buffer struct {
+	opt Options
+	log *slog.Logger
+	m   *Metrics
+
+	mu       sync.Mutex
+	changed  chan struct{} // closed and replaced on every append, ack, rewind and close
+	segs     []*segment    // oldest first; the last one is the tail being written
+	headIdx  int           // first unacknowledged record in segs[0]
+	cursor   Pos           // next record Next hands out
+	bytes    int64
+	lastSeq  uint64
+	headFile *os.File
+	lastSync time.Time
+	closed   bool
+}
+
+const headerLen = 4 + 4 + 8 + 4 + 2 // length, crc, first seq, samples, topic length
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrClosed is returned by Append and Next after Close.
+var ErrClosed = errors.New("buffer closed")
+
+// Open opens (or creates) the buffer in opt.Dir and recovers its state: torn records
+// at the end of the last segment are cut off.
+func Open(opt Options) (*Buffer, error) {
+	if opt.SegmentBytes <= 0 || opt.MaxBytes < 2*opt.SegmentBytes {
+		return nil, fmt.Errorf("buffer: max bytes %d must hold at least two segments of %d", opt.MaxBytes, opt.SegmentBytes)
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	if opt.Metrics == nil {
+		opt.Metrics = NewMetrics(nil)
+	}
+	if err := os.MkdirAll(opt.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("buffer dir %q: %w", opt.Dir, err)
+	}
+	b := &Buffer{opt: opt, log: opt.Log, m: opt.Metrics, changed: make(chan struct{})}
+	if err := b.recover(); err != nil {
+		b.closeFiles()
+		return nil, err
+	}
+	b.publishGauges()
+	return b, nil
+}
+
+func segName(id uint64) string { return fmt.Sprintf("%020d.seg", id) }
+
+func (b *Buffer) recover() error {
+	names, err := filepath.Glob(filepath.Join(b.opt.Dir, "*.seg"))
+	if err != nil {
+		return err
+	}
+	var ids []uint64
+	for _, n := range names {
+		id, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(n), ".seg"), 10, 64)
+		if err == nil {
+			ids = append(ids, id)
+		}
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+
+	headSeg, headIdx, lastSeq := b.readHead()
+	b.lastSeq = lastSeq
+	for i, id := range ids {
+		if id < headSeg {
+			os.Remove(filepath.Join(b.opt.Dir, segName(id))) // fully acknowledged before the crash
+			continue
+		}
+		s, err := b.scan(id, i == len(ids)-1)
+		if err != nil {
+			return err
+		}
+		b.segs = append(b.segs, s)
+	}
+	if len(b.segs) == 0 {
+		next := headSeg
+		if len(ids) > 0 && ids[len(ids)-1] >= next {
+			next = ids[len(ids)-1] + 1
+		}
+		s, err := b.create(next)
+		if err != nil {
+			return err
+		}
+		b.segs = []*segment{s}
+	} else if b.segs[0].id == headSeg {
+		b.headIdx = min(headIdx, len(b.segs[0].recs))
+	}
+	for _, s := range b.segs {
+		b.bytes += s.size
+		if n := len(s.recs); n > 0 {
+			r := s.recs[n-1]
+			b.lastSeq = max(b.lastSeq, r.firstSeq+uint64(r.samples)-1)
+		}
+	}
+	b.cursor = Pos{seg: b.segs[0].id, idx: b.headIdx}
+	hf, err := os.OpenFile(filepath.Join(b.opt.Dir, "head"), os.O_CREATE|os.O_RDWR, 0o640)
+	if err != nil {
+		return err
+	}
+	b.headFile = hf
+	return nil
+}
+
+// scan reads a segment's records; in the last segment a torn record is cut off.
+func (b *Buffer) scan(id uint64, last bool) (*segment, error) {
+	f, err := os.OpenFile(filepath.Join(b.opt.Dir, segName(id)), os.O_RDWR, 0o640)
+	if err != nil {
+		return nil, err
+	}
+	s := &segment{id: id, file: f}
+	hdr := make([]byte, headerLen)
+	var off int64
+	for {
+		if _, err := f.ReadAt(hdr, off); err != nil {
+			break // end of file, or a partial header
+		}
+		n := int64(binary.LittleEndian.Uint32(hdr[0:]))
+		body := make([]byte, n)
+		if n < headerLen-8 {
+			break
+		}
+		if _, err := f.ReadAt(body, off+8); err != nil || crc32.Checksum(body, crcTable) != binary.LittleEndian.Uint32(hdr[4:]) {
+			break
+		}
+		s.recs = append(s.recs, recMeta{off: off, size: 8 + n,
+			firstSeq: binary.LittleEndian.Uint64(body[0:]), samples: int(binary.LittleEndian.Uint32(body[8:]))})
+		off += 8 + n
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() != off {
+		b.log.Warn("buffer: cutting off a torn or corrupt end of a segment", "segment", segName(id), "at", off, "size", st.Size(), "last", last)
+		b.m.corrupt.Inc()
+		if err := f.Truncate(off); err != nil {
+			return nil, err
+		}
+	}
+	s.size = off
+	s.acked = make([]bool, len(s.recs))
+	return s, nil
+}
+
+func (b *Buffer) create(id uint64) (*segment, error) {
+	f, err := os.OpenFile(filepath.Join(b.opt.Dir, segName(id)), os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o640)
+	if err != nil {
+		return nil, err
+	}
+	return &segment{id: id, file: f}, nil
+}
+
+// head file: segment id, record index, last seq, crc.
+func (b *Buffer) readHead() (seg uint64, idx int, lastSeq uint64) {
+	data, err := os.ReadFile(filepath.Join(b.opt.Dir, "head"))
+	if err != nil || len(data) != 28 || crc32.Checksum(data[:24], crcTable) != binary.LittleEndian.Uint32(data[24:]) {
+		return 0, 0, 0
+	}
+	return binary.LittleEndian.Uint64(data), int(binary.LittleEndian.Uint64(data[8:])), binary.LittleEndian.Uint64(data[16:])
+}
+
+func (b *Buffer) writeHead() {
+	var data [28]byte
+	binary.LittleEndian.PutUint64(data[0:], b.segs[0].id)
+	binary.LittleEndian.PutUint64(data[8:], uint64(b.headIdx))
+	binary.LittleEndian.PutUint64(data[16:], b.lastSeq)
+	binary.LittleEndian.PutUint32(data[24:], crc32.Checksum(data[:24], crcTable))
+	if _, err := b.headFile.WriteAt(data[:], 0); err != nil {
+		b.log.Error("buffer: saving the head failed; records may be sent again after a restart", "err", err)
+	}
+}
+
+// LastSeq is the highest seq appended so far (0 for a new buffer).
+func (b *Buffer) LastSeq() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.lastSeq
+}
+
+func (b *Buffer) notify() {
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
+// Append stores one record. Under Pause it waits while the buffer is full, until ctx
+// ends; under DropOldest it drops the oldest segment to make room.
+func (b *Buffer) Append(ctx context.Context, r Record) error {
+	body := make([]byte, 0, headerLen-8+len(r.Topic)+len(r.Payload))
+	body = binary.LittleEndian.AppendUint64(body, r.FirstSeq)
+	body = binary.LittleEndian.AppendUint32(body, uint32(r.Samples))
+	body = binary.LittleEndian.AppendUint16(body, uint16(len(r.Topic)))
+	body = append(body, r.Topic...)
+	body = append(body, r.Payload...)
+	rec := make([]byte, 8, 8+len(body))
+	binary.LittleEndian.PutUint32(rec[0:], uint32(len(body)))
+	binary.LittleEndian.PutUint32(rec[4:], crc32.Checksum(body, crcTable))
+	rec = append(rec, body...)
+	size := int64(len(rec))
+	if size > b.opt.SegmentBytes {
+		return fmt.Errorf("buffer: record of %d bytes is larger than a segment (%d)", size, b.opt.SegmentBytes)
+	}
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.bytes+size > b.opt.MaxBytes && !b.closed {
+		if b.opt.Policy == DropOldest && len(b.segs) > 1 {
+			b.dropOldest()
+			continue
+		}
+		if b.opt.Policy == DropOldest { // one segment cannot be dropped: rotate first
+			if err := b.rotate(); err != nil {
+				return err
+			}
+			continue
+		}
+		b.m.fullWaits.Inc()
+		ch := b.changed
+		b.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			b.mu.Lock()
+			return ctx.Err()
+		}
+		b.mu.Lock()
+	}
+	if b.closed {
+		return ErrClosed
+	}
+	tail := b.segs[len(b.segs)-1]
+	if tail.size+size > b.opt.SegmentBytes {
+		if err := b.rotate(); err != nil {
+			return err
+		}
+		tail = b.segs[len(b.segs)-1]
+	}
+	if _, err := tail.file.WriteAt(rec, tail.size); err != nil {
+		return fmt.Errorf("buffer: write %s: %w", segName(tail.id), err)
+	}
+	tail.recs = append(tail.recs, recMeta{off: tail.size, size: size, firstSeq: r.FirstSeq, samples: r.Samples})
+	tail.acked = append(tail.acked, false)
+	tail.size += size
+	b.bytes += size
+	if last := r.FirstSeq + uint64(r.Samples) - 1; r.Samples > 0 && last > b.lastSeq {
+		b.lastSeq = last
+	}
+	if b.opt.SyncEvery > 0 && time.Since(b.lastSync) >= b.opt.SyncEvery {
+		tail.file.Sync()
+		b.lastSync = time.Now()
+	}
+	b.m.appended.Add(float64(r.Samples))
+	b.publishGauges()
+	b.notify()
+	return nil
+}
+
+func (b *Buffer) rotate() error {
+	tail := b.segs[len(b.segs)-1]
+	if err := tail.file.Sync(); err != nil {
+		return err
+	}
+	s, err := b.create(tail.id + 1)
+	if err != nil {
+		return err
+	}
+	b.segs = append(b.segs, s)
+	return nil
+}
+
+// dropOldest deletes the oldest segment, acknowledged or not.
+func (b *Buffer) dropOldest() {
+	s := b.segs[0]
+	records, samples := 0, 0
+	for i := b.headIdx; i < len(s.recs); i++ {
+		if !s.acked[i] {
+			records++
+			samples += s.recs[i].samples
+		}
+	}
+	b.m.droppedRecords.Add(float64(records))
+	b.m.droppedSamples.Add(float64(samples))
+	b.log.Warn("buffer full: dropped the oldest segment", "segment", segName(s.id), "records", records, "samples", samples, "max_bytes", b.opt.MaxBytes)
+	b.removeSegment()
+	b.writeHead()
+}
+
+// removeSegment deletes segs[0] and makes the next segment the head.
+func (b *Buffer) removeSegment() {
+	s := b.segs[0]
+	s.file.Close()
+	os.Remove(filepath.Join(b.opt.Dir, segName(s.id)))
+	b.bytes -= s.size
+	b.segs = b.segs[1:]
+	b.headIdx = 0
+	if b.cursor.seg < b.segs[0].id {
+		b.cursor = Pos{seg: b.segs[0].id}
+	}
+}
+
+func (b *Buffer) seg(id uint64) *segment {
+	if len(b.segs) == 0 || id < b.segs[0].id {
+		return nil
+	}
+	if k := int(id - b.segs[0].id); k < len(b.segs) {
+		return b.segs[k]
+	}
+	return nil
+}
+
+// Next waits for the record at the cursor, hands it out and moves the cursor on.
+func (b *Buffer) Next(ctx context.Context) (Record, Pos, error) {
+	b.mu.Lock()
+	for {
+		if b.closed {
+			b.mu.Unlock()
+			return Record{}, Pos{}, ErrClosed
+		}
+		s := b.seg(b.cursor.seg)
+		if s != nil && b.cursor.idx < len(s.recs) {
+			break
+		}
+		if s != nil && s != b.segs[len(b.segs)-1] { // past the end of a full segment
+			b.cursor = Pos{seg: b.cursor.seg + 1}
+			continue
+		}
+		ch := b.changed
+		b.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return Record{}, Pos{}, ctx.Err()
+		}
+		b.mu.Lock()
+	}
+	pos := b.cursor
+	s := b.seg(pos.seg)
+	meta := s.recs[pos.idx]
+	b.cursor.idx++
+	file := s.file
+	b.mu.Unlock()
+
+	buf := make([]byte, meta.size)
+	if _, err := file.ReadAt(buf, meta.off); err != nil && !errors.Is(err, io.EOF) {
+		return Record{}, pos, fmt.Errorf("buffer: read %s: %w", segName(pos.seg), err)
+	}
+	body := buf[8:]
+	tl := int(binary.LittleEndian.Uint16(body[12:]))
+	return Record{
+		FirstSeq: binary.LittleEndian.Uint64(body[0:]),
+		Samples:  int(binary.LittleEndian.Uint32(body[8:])),
+		Topic:    string(body[14 : 14+tl]),
+		Payload:  body[14+tl:],
+	}, pos, nil
+}
+
+// Ack marks the record at pos delivered. Acknowledging a record that was dropped or
+// already acknowledged does nothing.
+func (b *Buffer) Ack(pos Pos) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.seg(pos.seg)
+	if s == nil || pos.idx >= len(s.recs) || s.acked[pos.idx] || (s == b.segs[0] && pos.idx < b.headIdx) {
+		return
+	}
+	s.acked[pos.idx] = true
+	b.m.acked.Add(float64(s.recs[pos.idx].samples))
+	moved := false
+	for {
+		h := b.segs[0]
+		for b.headIdx < len(h.recs) && h.acked[b.headIdx] {
+			b.headIdx++
+			moved = true
+		}
+		if b.headIdx < len(h.recs) || len(b.segs) == 1 {
+			break
+		}
+		b.removeSegment() // fully acknowledged and not the tail
+		moved = true
+	}
+	if moved {
+		b.writeHead()
+		b.publishGauges()
+		b.notify()
+	}
+}
+
+// Rewind moves the cursor back to the head, so that Next hands out every
+// unacknowledged record again (after the connection to the broker was lost).
+func (b *Buffer) Rewind() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.cursor = Pos{seg: b.segs[0].id, idx: b.headIdx}
+	b.notify()
+}
+
+// Pending returns the unacknowledged records and samples, and the bytes on disk.
+func (b *Buffer) Pending() (records, samples int, bytes int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for k, s := range b.segs {
+		from := 0
+		if k == 0 {
+			from = b.headIdx
+		}
+		for i := from; i < len(s.recs); i++ {
+			if !s.acked[i] {
+				records++
+				samples += s.recs[i].samples
+			}
+		}
+	}
+	return records, samples, b.bytes
+}
+
+func (b *Buffer) publishGauges() {
+	b.m.bytes.Set(float64(b.bytes))
+	b.m.maxBytes.Set(float64(b.opt.MaxBytes))
+	n := 0
+	for k, s := range b.segs {
+		n += len(s.recs)
+		if k == 0 {
+			n -= b.headIdx
+		}
+	}
+	b.m.records.Set(float64(n))
+}
+
+// Close syncs and closes the files. Waiting Append and Next calls return ErrClosed.
+func (b *Buffer) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	b.writeHead()
+	b.notify()
+	return b.closeFiles()
+}
+
+func (b *Buffer) closeFiles() error {
+	var errs []error
+	for _, s := range b.segs {
+		errs = append(errs, s.file.Sync(), s.file.Close())
+	}
+	if b.headFile != nil {
+		errs = append(errs, b.headFile.Sync(), b.headFile.Close())
+	}
+	return errors.Join(errs...)
+}
