@@ -109,6 +109,10 @@ type Buffer struct {
 	headFile *os.File
 	lastSync time.Time
 	closed   bool
+	// limbo holds the samples of records dropped while handed out and not yet
+	// acknowledged: an Ack still counts them delivered; a Rewind or Close counts them
+	// dropped.
+	limbo map[Pos]int
 }
 
 const headerLen = 4 + 4 + 8 + 4 + 2 // length, crc, first seq, samples, topic length
@@ -133,7 +137,7 @@ func Open(opt Options) (*Buffer, error) {
 	if err := os.MkdirAll(opt.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("buffer dir %q: %w", opt.Dir, err)
 	}
-	b := &Buffer{opt: opt, log: opt.Log, m: opt.Metrics, changed: make(chan struct{})}
+	b := &Buffer{opt: opt, log: opt.Log, m: opt.Metrics, changed: make(chan struct{}), limbo: map[Pos]int{}}
 	if err := b.recover(); err != nil {
 		b.closeFiles()
 		return nil, err
@@ -366,21 +370,41 @@ func (b *Buffer) rotate() error {
 	return nil
 }
 
-// dropOldest deletes the oldest segment, acknowledged or not.
+// dropOldest deletes the oldest segment, acknowledged or not. Its records not yet
+// handed out are counted dropped now; those handed out wait in limbo for their Ack.
 func (b *Buffer) dropOldest() {
 	s := b.segs[0]
 	records, samples := 0, 0
 	for i := b.headIdx; i < len(s.recs); i++ {
-		if !s.acked[i] {
-			records++
-			samples += s.recs[i].samples
+		if s.acked[i] {
+			continue
 		}
+		if s.id < b.cursor.seg || (s.id == b.cursor.seg && i < b.cursor.idx) {
+			b.limbo[Pos{seg: s.id, idx: i}] = s.recs[i].samples
+			continue
+		}
+		records++
+		samples += s.recs[i].samples
 	}
-	b.m.droppedRecords.Add(float64(records))
-	b.m.droppedSamples.Add(float64(samples))
-	b.log.Warn("buffer full: dropped the oldest segment", "segment", segName(s.id), "records", records, "samples", samples, "max_bytes", b.opt.MaxBytes)
+	b.countDropped(records, samples)
+	b.log.Warn("buffer full: dropped the oldest segment", "segment", segName(s.id), "records", records, "samples", samples, "in_flight", len(b.limbo), "max_bytes", b.opt.MaxBytes)
 	b.removeSegment()
 	b.writeHead()
+}
+
+func (b *Buffer) countDropped(records, samples int) {
+	b.m.droppedRecords.Add(float64(records))
+	b.m.droppedSamples.Add(float64(samples))
+}
+
+// dropLimbo counts the records in limbo as dropped.
+func (b *Buffer) dropLimbo() {
+	samples := 0
+	for _, n := range b.limbo {
+		samples += n
+	}
+	b.countDropped(len(b.limbo), samples)
+	clear(b.limbo)
 }
 
 // removeSegment deletes segs[0] and makes the next segment the head.
@@ -457,6 +481,11 @@ func (b *Buffer) Next(ctx context.Context) (Record, Pos, error) {
 func (b *Buffer) Ack(pos Pos) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if n, ok := b.limbo[pos]; ok { // dropped while in flight, delivered after all
+		delete(b.limbo, pos)
+		b.m.acked.Add(float64(n))
+		return
+	}
 	s := b.seg(pos.seg)
 	if s == nil || pos.idx >= len(s.recs) || s.acked[pos.idx] || (s == b.segs[0] && pos.idx < b.headIdx) {
 		return
@@ -488,6 +517,7 @@ func (b *Buffer) Ack(pos Pos) {
 func (b *Buffer) Rewind() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.dropLimbo() // what was in flight when dropped will not be sent again
 	b.cursor = Pos{seg: b.segs[0].id, idx: b.headIdx}
 	b.notify()
 }
@@ -532,6 +562,7 @@ func (b *Buffer) Close() error {
 		return nil
 	}
 	b.closed = true
+	b.dropLimbo()
 	b.writeHead()
 	b.notify()
 	return b.closeFiles()

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 )
 
@@ -68,7 +69,13 @@ func Decode(regs []uint16, typ, order string) (Value, error) {
 	case "uint32":
 		v = float64(binary.BigEndian.Uint32(b))
 	case "float32":
-		v = float64(math.Float32frombits(binary.BigEndian.Uint32(b)))
+		// The shortest decimal that is this float32 (69.99, not 69.98999786376953).
+		f := math.Float32frombits(binary.BigEndian.Uint32(b))
+		if !math.IsNaN(float64(f)) && !math.IsInf(float64(f), 0) {
+			v, _ = strconv.ParseFloat(strconv.FormatFloat(float64(f), 'g', -1, 32), 64)
+		} else {
+			v = float64(f)
+		}
 	case "int64":
 		v = float64(int64(binary.BigEndian.Uint64(b)))
 	case "uint64":

@@ -62,14 +62,14 @@ func TestDecodeTypes(t *testing.T) {
 		{"int32", "ABCD", []uint16{0xFFFF, 0xFFFD}, -3},
 		{"int32", "CDAB", []uint16{0xFFFD, 0xFFFF}, -3},
 		{"uint32", "ABCD", []uint16{0xFFFF, 0xFFFF}, 4294967295},
-		{"float32", "ABCD", []uint16{0x4049, 0x0FDB}, float64(float32(math.Pi))},
-		{"float32", "CDAB", []uint16{0x0FDB, 0x4049}, float64(float32(math.Pi))},
-		{"float32", "BADC", []uint16{0x4940, 0xDB0F}, float64(float32(math.Pi))},
-		{"float32", "DCBA", []uint16{0xDB0F, 0x4940}, float64(float32(math.Pi))},
+		{"float32", "ABCD", []uint16{0x4049, 0x0FDB}, 3.1415927},
+		{"float32", "CDAB", []uint16{0x0FDB, 0x4049}, 3.1415927},
+		{"float32", "BADC", []uint16{0x4940, 0xDB0F}, 3.1415927},
+		{"float32", "DCBA", []uint16{0xDB0F, 0x4940}, 3.1415927},
 		{"int64", "ABCD", []uint16{0xFFFF, 0xFFFF, 0xFFFF, 0xFFF6}, -10},
 		{"float64", "ABCD", []uint16{0x4005, 0xBF0A, 0x8B14, 0x5769}, math.E},
 		{"float64", "DCBA", []uint16{0x6957, 0x148B, 0x0ABF, 0x0540}, math.E},
-		{"float32", "ABCD", []uint16{0xC2F6, 0xE979}, float64(float32(-123.456))},
+		{"float32", "ABCD", []uint16{0xC2F6, 0xE979}, -123.456},
 	}
 	for _, c := range cases {
 		v, err := Decode(c.regs, c.typ, c.order)

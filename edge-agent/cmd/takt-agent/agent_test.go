@@ -1,0 +1,492 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"takt.dev/edge-agent/internal/buffer"
+	"takt.dev/edge-agent/internal/plcsim"
+	"takt.dev/schemas"
+	"takt.dev/testkit"
+)
+
+// TestMain doubles as takt-agent: the integration tests run the test binary as a
+// child process with TAKT_AGENT_CHILD set, so that they can SIGKILL a real agent.
+func TestMain(m *testing.M) {
+	if args := os.Getenv("TAKT_AGENT_CHILD"); args != "" {
+		main0(strings.Fields(args))
+		return
+	}
+	testkit.Main(m)
+}
+
+// rig is one test's world: a simulated line, a broker, a subscriber recording what
+// arrives, and the agent's configuration.
+type rig struct {
+	t       *testing.T
+	mq      *testkit.MosquittoServer
+	line    *plcsim.Line
+	sim     *plcsim.ModbusServers
+	tenant  string
+	dir     string
+	cfgFile string
+	metrics string // host:port of the agent's /metrics
+
+	mu       sync.Mutex
+	arrivals []uint64 // seqs in arrival order
+	quality  map[string]map[schemas.Quality]int
+}
+
+func newRig(t *testing.T, machines int) *rig {
+	t.Helper()
+	r := &rig{t: t, mq: testkit.Mosquitto(t), dir: t.TempDir(), quality: map[string]map[schemas.Quality]int{},
+		tenant: fmt.Sprintf("t%d", time.Now().UnixNano())}
+	r.line = plcsim.NewLine(plcsim.Config{Seed: 42, Machines: machines})
+	sim, err := plcsim.ServeModbus(r.line, "127.0.0.1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.sim = sim
+	t.Cleanup(sim.Stop)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() { // the line runs ten times faster than real time
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				r.line.Advance(100 * time.Millisecond)
+			}
+		}
+	}()
+	r.subscribe()
+	port, _ := testkit.FreePort()
+	r.metrics = "127.0.0.1:" + strconv.Itoa(port)
+	return r
+}
+
+// subscribe records every envelope of the test's tenant through a persistent
+// session, so that nothing is lost to the subscriber while the broker restarts.
+func (r *rig) subscribe() {
+	o := mqtt.NewClientOptions().AddBroker(r.mq.URL()).SetClientID("sub-" + r.tenant).SetCleanSession(false).
+		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond).SetMaxReconnectInterval(time.Second)
+	o.SetDefaultPublishHandler(r.receive)
+	c := mqtt.NewClient(o)
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		r.t.Fatal(tok.Error())
+	}
+	if tok := c.Subscribe(schemas.TopicRoot+"/"+r.tenant+"/#", 1, r.receive); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		r.t.Fatal(tok.Error())
+	}
+	r.t.Cleanup(func() { c.Disconnect(100) })
+}
+
+func (r *rig) receive(_ mqtt.Client, m mqtt.Message) {
+	env, err := schemas.Decode(m.Payload())
+	if err != nil {
+		r.t.Errorf("the agent published an invalid envelope: %v", err)
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range env.Samples {
+		r.arrivals = append(r.arrivals, s.Seq)
+		if r.quality[env.Equipment] == nil {
+			r.quality[env.Equipment] = map[schemas.Quality]int{}
+		}
+		r.quality[env.Equipment][s.Quality]++
+	}
+}
+
+func (r *rig) received() []uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]uint64(nil), r.arrivals...)
+}
+
+// config writes the agent configuration for the line's machines plus extra devices.
+func (r *rig) config(bufferYAML string, interval time.Duration, extra ...string) {
+	names := make([]string, r.line.Machines())
+	for i := range names {
+		names[i] = r.line.Snapshot(i).Name
+	}
+	y := plcsim.AgentConfig("gw-"+r.tenant, r.tenant, r.mq.URL(), filepath.Join(r.dir, "buffer"), r.sim.Addrs, names, interval)
+	y = strings.Replace(y, "metrics_addr: 127.0.0.1:0", "metrics_addr: "+r.metrics, 1)
+	y = strings.Replace(y, "buffer:\n  dir: "+filepath.Join(r.dir, "buffer")+"\n", "buffer:\n  dir: "+filepath.Join(r.dir, "buffer")+"\n"+bufferYAML, 1)
+	y += strings.Join(extra, "")
+	r.cfgFile = filepath.Join(r.dir, "agent.yaml")
+	if err := os.WriteFile(r.cfgFile, []byte(y), 0o644); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+type proc struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  string
+}
+
+func (r *rig) start() *proc {
+	r.t.Helper()
+	logFile, err := os.OpenFile(filepath.Join(r.dir, "agent.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer logFile.Close()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "TAKT_AGENT_CHILD=run -c "+r.cfgFile)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	p := &proc{t: r.t, cmd: cmd, done: make(chan struct{}), log: logFile.Name()}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	r.t.Cleanup(func() {
+		p.stop()
+		if r.t.Failed() {
+			out, _ := os.ReadFile(p.log)
+			if len(out) > 6000 {
+				out = out[len(out)-6000:]
+			}
+			r.t.Logf("agent log:\n%s", out)
+		}
+	})
+	r.waitMetric("takt_agent_samples_total", 1, 20*time.Second)
+	return p
+}
+
+func (p *proc) kill() { _ = p.cmd.Process.Kill(); <-p.done }
+
+func (p *proc) stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+			p.t.Errorf("takt-agent exited with %d after SIGTERM", code)
+		}
+	case <-time.After(30 * time.Second):
+		p.t.Error("takt-agent did not stop within 30s of SIGTERM")
+		p.kill()
+	}
+}
+
+// metric returns the sum of every series of the named metric the agent exports
+// whose labels contain the label filter.
+func (r *rig) metric(name, filter string) (float64, error) {
+	resp, err := http.Get("http://" + r.metrics + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sum, found := 0.0, false
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		if filter != "" && !strings.Contains(line, filter) {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err == nil {
+			sum, found = sum+v, true
+		}
+	}
+	if !found {
+		return 0, fmt.Errorf("metric %s{%s} not exported", name, filter)
+	}
+	return sum, nil
+}
+
+func (r *rig) waitMetric(name string, atLeast float64, within time.Duration) {
+	r.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		v, err := r.metric(name, "")
+		if err == nil && v >= atLeast {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("%s = %v (%v) after %s, want at least %v", name, v, err, within, atLeast)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// lastSeq reads the agent's buffer (the agent must be stopped).
+func (r *rig) lastSeq() uint64 {
+	b, err := buffer.Open(buffer.Options{Dir: filepath.Join(r.dir, "buffer"), MaxBytes: 256 << 20, SegmentBytes: 8 << 20})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer b.Close()
+	return b.LastSeq()
+}
+
+// expectAllInOrder checks that seqs 1..last arrived exactly once each, in order.
+func (r *rig) expectAllInOrder(last uint64) {
+	r.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for uint64(len(r.received())) < last && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	got := r.received()
+	if uint64(len(got)) != last {
+		r.t.Fatalf("%d samples arrived, want seq 1..%d once each", len(got), last)
+	}
+	for i, s := range got {
+		if s != uint64(i+1) {
+			r.t.Fatalf("arrival %d is seq %d, want %d: not every sample once in seq order", i, s, i+1)
+		}
+	}
+}
+
+func TestBrokerStoppedAndRestarted(t *testing.T) {
+	r := newRig(t, 3)
+	r.config("", 100*time.Millisecond)
+	agent := r.start()
+	r.waitMetric("takt_agent_published_samples_total", 100, 20*time.Second)
+	if err := r.mq.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // the agent keeps polling into its buffer
+	if err := r.mq.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.waitMetric("takt_agent_mqtt_connected", 1, 30*time.Second)
+	time.Sleep(time.Second)
+	agent.stop()
+	last := r.lastSeq()
+	if last < 500 {
+		t.Fatalf("only %d samples produced", last)
+	}
+	r.expectAllInOrder(last)
+}
+
+func TestAgentKilledDuringOutage(t *testing.T) {
+	r := newRig(t, 3)
+	r.config("", 100*time.Millisecond)
+	agent := r.start()
+	r.waitMetric("takt_agent_published_samples_total", 100, 20*time.Second)
+	if err := r.mq.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	agent.kill()
+	killedAt := r.lastSeq()
+	before := uint64(len(r.received()))
+	if killedAt <= before {
+		t.Fatalf("no backlog: %d samples buffered, %d already delivered", killedAt, before)
+	}
+	if err := r.mq.Start(); err != nil {
+		t.Fatal(err)
+	}
+	agent = r.start()
+	r.waitMetric("takt_agent_published_samples_total", float64(killedAt-before), 30*time.Second)
+	time.Sleep(time.Second)
+	agent.stop()
+	last := r.lastSeq()
+	if last <= killedAt {
+		t.Fatalf("after the restart seq did not continue: last %d, at the kill %d", last, killedAt)
+	}
+	r.expectAllInOrder(last) // the backlog arrived, and seq went on from killedAt+1
+}
+
+// blackhole accepts connections and never answers: a PLC that hangs.
+func blackhole(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(io.Discard, c) }()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestUnreachableDeviceDoesNotSlowOthers(t *testing.T) {
+	r := newRig(t, 2)
+	hole := blackhole(t)
+	r.config("", 100*time.Millisecond, fmt.Sprintf(`  - site: lyon
+    area: packaging
+    line: line-1
+    code: hung-1
+    modbus:
+      - name: hung
+        url: tcp://%s
+        interval: 100ms
+        timeout: 1s
+        tags:
+          - {name: speed, address: 10, type: float32}
+          - {name: state, role: state, address: 0, states: {1: {state: RUNNING}}}
+`, hole))
+	agent := r.start()
+	start := time.Now()
+	before := map[string]float64{}
+	for _, d := range []string{"plc-filler-1", "plc-capper-1", "hung"} {
+		before[d], _ = r.metric("takt_agent_modbus_polls_total", `device="`+d+`"`)
+	}
+	time.Sleep(3 * time.Second)
+	elapsed := time.Since(start)
+	for _, d := range []string{"plc-filler-1", "plc-capper-1"} {
+		after, err := r.metric("takt_agent_modbus_polls_total", `device="`+d+`"`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := elapsed.Seconds() / 0.1
+		if polls := after - before[d]; polls < 0.8*want {
+			t.Errorf("device %s polled %v times in %s, want about %v: the hung device slowed it", d, polls, elapsed, want)
+		}
+	}
+	hung, _ := r.metric("takt_agent_modbus_polls_total", `device="hung"`)
+	if hung-before["hung"] > 4 {
+		t.Errorf("the hung device completed %v polls in 3s with a 1s timeout", hung-before["hung"])
+	}
+	errs, _ := r.metric("takt_agent_modbus_errors_total", `device="hung"`)
+	if errs == 0 {
+		t.Error("no errors counted for the hung device")
+	}
+	agent.stop()
+	time.Sleep(500 * time.Millisecond)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if q := r.quality["hung-1"]; q[schemas.QualityBad] == 0 || q[schemas.QualityGood] != 0 {
+		t.Errorf("hung device's samples by quality: %v, want only bad ones", q)
+	}
+	if q := r.quality["filler-1"]; q[schemas.QualityGood] == 0 {
+		t.Errorf("filler's samples by quality: %v", q)
+	}
+}
+
+func TestBufferFullDropsOldest(t *testing.T) {
+	r := newRig(t, 3)
+	r.config("  max_bytes: 262144\n  segment_bytes: 65536\n  when_full: drop_oldest\n", 20*time.Millisecond)
+	if err := r.mq.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	agent := r.start()
+	r.waitMetric("takt_agent_buffer_dropped_samples_total", 1, 60*time.Second)
+	if b, _ := r.metric("takt_agent_buffer_bytes", ""); b > 262144 {
+		t.Fatalf("buffer holds %v bytes, bound 262144", b)
+	}
+	if err := r.mq.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.waitMetric("takt_agent_mqtt_connected", 1, 30*time.Second)
+	// Let the backlog drain, then stop.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if n, _ := r.metric("takt_agent_buffer_records", ""); n < 5 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	dropped, _ := r.metric("takt_agent_buffer_dropped_samples_total", "")
+	agent.stop()
+	last := r.lastSeq()
+	time.Sleep(time.Second)
+	got := r.received()
+	seen := map[uint64]bool{}
+	for i, s := range got {
+		if seen[s] || (i > 0 && s < got[i-1]) {
+			t.Fatalf("seq %d arrived twice or out of order", s)
+		}
+		seen[s] = true
+	}
+	if !seen[last] {
+		t.Fatalf("the last seq %d did not arrive", last)
+	}
+	if missing := float64(last) - float64(len(got)); missing != dropped {
+		t.Fatalf("%v samples missing, the drop counter says %v", missing, dropped)
+	}
+}
+
+func TestBufferFullPausesPolling(t *testing.T) {
+	r := newRig(t, 3)
+	r.config("  max_bytes: 262144\n  segment_bytes: 65536\n  when_full: pause\n", 20*time.Millisecond)
+	if err := r.mq.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	agent := r.start()
+	r.waitMetric("takt_agent_buffer_full_waits_total", 1, 60*time.Second)
+	time.Sleep(500 * time.Millisecond)
+	p1, _ := r.metric("takt_agent_modbus_polls_total", "")
+	time.Sleep(time.Second)
+	p2, _ := r.metric("takt_agent_modbus_polls_total", "")
+	if p2-p1 > 3 { // one poll per device may be under way when the buffer fills
+		t.Fatalf("polling went on while the buffer was full: %v polls in 1s", p2-p1)
+	}
+	if d, _ := r.metric("takt_agent_buffer_dropped_samples_total", ""); d != 0 {
+		t.Fatalf("%v samples dropped under the pause policy", d)
+	}
+	if err := r.mq.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.waitMetric("takt_agent_modbus_polls_total", p2+30, 30*time.Second)
+	agent.stop()
+	r.expectAllInOrder(r.lastSeq())
+}
+
+func TestValidateNamesTheFault(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct{ yaml, want string }{
+		{"agent: {id: gw, tenant: acme}\nmqtt: {url: 'tcp://b:1883'}\nequipment:\n  - {site: s, area: a, line: l, code: press-1, modbus: [{name: plc, url: 'tcp://p:502', tags: [{name: speed, address: 40001, type: FLOAT23}]}]}\n",
+			`equipment "press-1": modbus device "plc": tag "speed": type "FLOAT23": unknown`},
+		{"agent: {id: gw, tenant: acme}\nmqtt: {url: 'tcp://b:1883'}\nequipment:\n  - {site: s, area: a, line: l, code: press-1, modbus: [{name: plc, url: 'tcp://p:502', tags: [{name: speed, address: 70000}]}]}\n",
+			`tag "speed": address 70000: want 0 to 65535`},
+		{"agent: {id: gw, tenant: acme}\nmqtt: {url: 'tcp://b:1883'}\nequipment:\n  - {site: s, area: a, line: l, code: press-1, modbus: [{name: plc, url: 'tcp://p:502', tags: [{name: st, role: state, address: 0, states: {1: {state: RUNING}}}]}]}\n",
+			`tag "st": states[1]: unknown state category "RUNING"`},
+		{"agent: {id: gw, tenant: acme}\nmqtt: {url: 'tcp://b:1883'}\nequipment:\n  - {site: s, area: a, line: l, code: press-1, modbus: [{name: plc, url: 'udp://p:502', tags: [{name: c, role: counter, address: 0}]}]}\n",
+			`modbus device "plc": url "udp://p:502": scheme must be tcp, rtuovertcp or rtu`},
+		{"agent: {id: gw, tenant: acme}\nmqtt: {url: 'tcp://b:1883'}\nequipment:\n  - {site: s, area: a, line: l, code: press-1, modbus: [{name: plc, url: 'tcp://p:502', tags: [{name: c, role: counter, address: 0}]}]}\n",
+			`tag "c": counter: unknown counter kind ""`},
+		{"agent: {id: gw, tenant: acme}\nmqtt: {url: 'tcp://b:1883'}\nbuffer: {when_full: wait}\nequipment: []\n",
+			`buffer.when_full "wait": want drop_oldest or pause`},
+		{"agent: {id: gw, tenant: acme}\nmqtt: {url: 'tcp://b:1883', qos: 2}\n", `field qos not found`},
+	}
+	for i, c := range cases {
+		f := filepath.Join(dir, fmt.Sprintf("c%d.yaml", i))
+		os.WriteFile(f, []byte(c.yaml), 0o644)
+		err := run(context.Background(), []string{"validate", "-c", f}, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("case %d: err = %v\nwant it to contain %q", i, err, c.want)
+		}
+	}
+	var out strings.Builder
+	if err := run(context.Background(), []string{"validate", "-c", "../../agent.example.yaml"}, &out, io.Discard); err != nil {
+		t.Fatalf("agent.example.yaml: %v", err)
+	}
+}

@@ -1,0 +1,295 @@
+// Package agent wires the edge agent together: sources produce readings, which are
+// mapped to samples by their tag's role (scale and offset, state codes to Takt state
+// categories, counters), batched per equipment into envelopes, numbered with the
+// agent-wide seq, appended to the disk buffer, and published from there.
+//
+// Contract: seq is assigned when an envelope is appended to the buffer, under one
+// lock, so the buffer holds envelopes in seq order and seq continues after a restart
+// from the buffer's last seq. Under the buffer's pause policy a full buffer blocks
+// the append, which blocks the source that produced the readings: polling pauses
+// instead of losing data.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"takt.dev/edge-agent/internal/buffer"
+	"takt.dev/edge-agent/internal/config"
+	"takt.dev/edge-agent/internal/modbus"
+	"takt.dev/edge-agent/internal/publish"
+	"takt.dev/schemas"
+)
+
+// Options are what Run needs besides the configuration.
+type Options struct {
+	Log      *slog.Logger
+	Registry *prometheus.Registry // metrics; a new one when nil
+	Now      func() time.Time
+	// MetricsListener, when set, is used instead of listening on Agent.MetricsAddr.
+	MetricsListener net.Listener
+}
+
+// Run runs the agent until ctx ends, then stops the sources, writes what they
+// produced to the buffer, and closes the buffer.
+func Run(ctx context.Context, cfg *config.Config, opt Options) error {
+	if opt.Log == nil {
+		opt.Log = slog.Default()
+	}
+	if opt.Registry == nil {
+		opt.Registry = prometheus.NewRegistry()
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	policy, err := buffer.ParsePolicy(cfg.Buffer.WhenFull)
+	if err != nil {
+		return err
+	}
+	buf, err := buffer.Open(buffer.Options{Dir: cfg.Buffer.Dir, MaxBytes: cfg.Buffer.MaxBytes, SegmentBytes: cfg.Buffer.SegmentBytes,
+		Policy: policy, SyncEvery: time.Second, Log: opt.Log.With("component", "buffer"), Metrics: buffer.NewMetrics(opt.Registry)})
+	if err != nil {
+		return err
+	}
+	defer buf.Close()
+	opt.Log.Info("agent starting", "agent", cfg.Agent.ID, "next_seq", buf.LastSeq()+1, "equipment", len(cfg.Equipment))
+
+	b := newBatcher(cfg, buf, opt.Now, opt.Registry)
+	pub := publish.New(cfg, buf, opt.Log.With("component", "mqtt"), opt.Registry)
+	mm := modbus.NewMetrics(opt.Registry)
+
+	// Sources stop first (srcCtx), then the batcher flushes, then the publisher gets
+	// a moment to send before the buffer closes.
+	srcCtx, stopSources := context.WithCancel(ctx)
+	defer stopSources()
+	var sources sync.WaitGroup
+	for ei := range cfg.Equipment {
+		for di := range cfg.Equipment[ei].Modbus {
+			dev := modbus.NewDevice(cfg.Equipment[ei].Modbus[di], mm, opt.Log)
+			sources.Add(1)
+			go func() {
+				defer sources.Done()
+				dev.Run(srcCtx, func(rs []modbus.Reading) { b.addModbus(srcCtx, ei, di, rs) })
+			}()
+		}
+	}
+
+	g, gctx := errgroup.WithContext(context.Background())
+	pubCtx, stopPub := context.WithCancel(gctx)
+	defer stopPub()
+	g.Go(func() error { return pub.Run(pubCtx) })
+	g.Go(func() error {
+		b.run(srcCtx)
+		sources.Wait()
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		b.flushAll(fctx) // bounded: a full buffer under the pause policy must not hang the shutdown
+		cancel()
+		// Give the publisher a bounded moment to send what is left; the rest waits on disk.
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) && pub.Connected() {
+			if recs, _, _ := buf.Pending(); recs == 0 {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		stopPub()
+		return nil
+	})
+	if cfg.Agent.MetricsAddr != "" || opt.MetricsListener != nil {
+		ln := opt.MetricsListener
+		if ln == nil {
+			if ln, err = net.Listen("tcp", cfg.Agent.MetricsAddr); err != nil {
+				stopSources()
+				g.Wait()
+				return fmt.Errorf("agent.metrics_addr: %w", err)
+			}
+		}
+		srv := &http.Server{Handler: metricsMux(opt.Registry, pub), ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
+	}
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+func metricsMux(reg *prometheus.Registry, pub *publish.Publisher) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !pub.Connected() {
+			http.Error(w, "not connected to the MQTT broker (data is buffered on disk)", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}
+
+// batcher collects samples per equipment into envelopes.
+type batcher struct {
+	cfg *config.Config
+	buf *buffer.Buffer
+	now func() time.Time
+
+	mu      sync.Mutex // guards pending and seq; held across the buffer append
+	pending []pendingBatch
+	seq     uint64 // next seq to assign
+
+	samples prometheus.Counter
+	bad     prometheus.Counter
+}
+
+type pendingBatch struct {
+	samples []schemas.Sample
+	since   time.Time
+}
+
+func newBatcher(cfg *config.Config, buf *buffer.Buffer, now func() time.Time, reg prometheus.Registerer) *batcher {
+	b := &batcher{cfg: cfg, buf: buf, now: now, pending: make([]pendingBatch, len(cfg.Equipment)), seq: buf.LastSeq() + 1,
+		samples: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_agent_samples_total", Help: "Samples produced by the sources."}),
+		bad:     prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_agent_bad_samples_total", Help: "Samples of bad quality (failed reads)."}),
+	}
+	reg.MustRegister(b.samples, b.bad)
+	return b
+}
+
+// addModbus maps one poll's readings of device di of equipment ei to samples.
+func (b *batcher) addModbus(ctx context.Context, ei, di int, rs []modbus.Reading) {
+	tags := b.cfg.Equipment[ei].Modbus[di].Tags
+	out := make([]schemas.Sample, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, toSample(&tags[r.Tag], r))
+	}
+	b.add(ctx, ei, out)
+}
+
+// toSample applies a tag's role to a reading.
+func toSample(t *config.Tag, r modbus.Reading) schemas.Sample {
+	s := schemas.Sample{Tag: t.Name, TS: r.TS.UTC(), Quality: schemas.QualityGood}
+	s.Role, _ = schemas.ParseRole(t.Role)
+	if r.Err != nil {
+		s.Quality = schemas.QualityBad
+	} else if r.Value.IsText {
+		s.Kind, s.Text = schemas.TextValue, r.Value.Text
+	} else {
+		s.Kind, s.Value = schemas.NumberValue, r.Value.Num
+	}
+	switch s.Role {
+	case schemas.RoleMeasurement:
+		if s.Kind == schemas.NumberValue {
+			s.Value = s.Value*t.Scale + t.Offset
+		}
+	case schemas.RoleState:
+		s.State = schemas.StateUnknown
+		if s.Kind == schemas.NumberValue {
+			if m, ok := t.States[int64(s.Value)]; ok {
+				s.State, _ = schemas.ParseStateCategory(m.State)
+				s.Reason = m.Reason
+			} else {
+				s.Quality = schemas.QualityUncertain // a code the configuration does not know
+			}
+		}
+	case schemas.RoleCounter:
+		s.Counter, _ = schemas.ParseCounterKind(t.Counter)
+		s.Wrap = t.Wrap
+		if s.Kind == schemas.NumberValue && (s.Value < 0 || (s.Wrap != 0 && s.Value >= float64(s.Wrap)) || s.Value > 1<<53 || s.Value != math.Trunc(s.Value)) {
+			s.Kind, s.Quality = schemas.NoValue, schemas.QualityBad // a negative or out-of-range count is no count
+		}
+	}
+	return s
+}
+
+func (b *batcher) add(ctx context.Context, ei int, samples []schemas.Sample) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, s := range samples {
+		b.samples.Inc()
+		if s.Quality == schemas.QualityBad {
+			b.bad.Inc()
+		}
+		p := &b.pending[ei]
+		if len(p.samples) == 0 {
+			p.since = b.now()
+		}
+		p.samples = append(p.samples, s)
+		if len(p.samples) >= b.cfg.Publish.BatchSize {
+			b.flush(ctx, ei)
+		}
+	}
+}
+
+// run flushes batches older than the linger time until ctx ends.
+func (b *batcher) run(ctx context.Context) {
+	tick := time.NewTicker(max(b.cfg.Publish.Linger/4, 5*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		b.mu.Lock()
+		for ei := range b.pending {
+			if p := b.pending[ei]; len(p.samples) > 0 && b.now().Sub(p.since) >= b.cfg.Publish.Linger {
+				b.flush(ctx, ei)
+			}
+		}
+		b.mu.Unlock()
+	}
+}
+
+func (b *batcher) flushAll(ctx context.Context) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for ei := range b.pending {
+		b.flush(ctx, ei)
+	}
+}
+
+// flush numbers equipment ei's pending samples and appends them to the buffer.
+// The caller holds b.mu.
+func (b *batcher) flush(ctx context.Context, ei int) {
+	p := &b.pending[ei]
+	if len(p.samples) == 0 {
+		return
+	}
+	e := b.cfg.Equipment[ei]
+	env := schemas.Envelope{Version: schemas.Version, Tenant: b.cfg.Agent.Tenant, Site: e.Site, Area: e.Area, Line: e.Line,
+		Equipment: e.Code, Agent: b.cfg.Agent.ID, Samples: p.samples}
+	first := b.seq
+	for i := range env.Samples {
+		env.Samples[i].Seq = first + uint64(i)
+	}
+	payload, err := schemas.Encode(&env)
+	if err != nil { // a bug in mapping: keep the agent running, say so loudly
+		slog.Error("envelope does not encode; samples discarded", "equipment", e.Code, "err", err)
+		p.samples = p.samples[:0]
+		return
+	}
+	err = b.buf.Append(ctx, buffer.Record{Topic: env.Path().Topic(), Payload: payload, FirstSeq: first, Samples: len(env.Samples)})
+	if err != nil {
+		// Only a cancelled wait (pause policy, shutting down) or a disk error: keep
+		// the samples for the next flush, unnumbered.
+		if ctx.Err() == nil {
+			slog.Error("buffer append failed; retrying at the next flush", "equipment", e.Code, "err", err)
+		}
+		return
+	}
+	b.seq += uint64(len(env.Samples))
+	p.samples = nil
+}

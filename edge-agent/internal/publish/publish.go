@@ -1,0 +1,269 @@
+// Package publish sends the disk buffer's envelopes to the MQTT broker at QoS 1 with
+// eclipse/paho.mqtt.golang.
+//
+// Contract: a record is acknowledged in the buffer (and so deleted from disk) only
+// when the broker's PUBACK for it arrived. Records go out in buffer order, at most
+// MaxInflight unacknowledged at a time; when the connection drops or a PUBACK does
+// not come, the publisher waits for the outstanding ones, rewinds the buffer to its
+// oldest unacknowledged record and sends again from there once reconnected. So the
+// broker sees every envelope at least once, in order; an envelope whose PUBACK was
+// lost is sent twice. A retained birth message on the agent's status topic says
+// "online"; the last will, and a clean shutdown, say "offline".
+package publish
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"takt.dev/edge-agent/internal/buffer"
+	"takt.dev/edge-agent/internal/config"
+	"takt.dev/schemas"
+)
+
+// AckTimeout is how long a PUBACK may take before the publisher gives up on the
+// connection's outstanding messages and sends them again.
+const AckTimeout = 30 * time.Second
+
+// Publisher moves records from the buffer to the broker.
+type Publisher struct {
+	cfg    config.MQTT
+	agent  config.Agent
+	max    int
+	buf    *buffer.Buffer
+	log    *slog.Logger
+	m      *metrics
+	status string
+
+	mu        sync.Mutex
+	connected bool
+	connCh    chan struct{} // closed and replaced on every connect or loss
+	client    mqtt.Client
+}
+
+// New builds a publisher; Run connects.
+func New(cfg *config.Config, buf *buffer.Buffer, log *slog.Logger, reg prometheus.Registerer) *Publisher {
+	return &Publisher{cfg: cfg.MQTT, agent: cfg.Agent, max: cfg.Publish.MaxInflight, buf: buf, log: log,
+		m: newMetrics(reg), status: schemas.StatusTopic(cfg.Agent.Tenant, cfg.Agent.ID), connCh: make(chan struct{})}
+}
+
+// Status is the JSON of the agent's retained status message.
+type Status struct {
+	Agent string    `json:"agent"`
+	State string    `json:"state"` // online or offline
+	TS    time.Time `json:"ts"`
+}
+
+func (p *Publisher) statusPayload(state string) []byte {
+	b, _ := json.Marshal(Status{Agent: p.agent.ID, State: state, TS: time.Now().UTC()})
+	return b
+}
+
+// TLSConfig builds the broker TLS configuration from the files named in cfg, or nil
+// when none are named.
+func TLSConfig(cfg config.MQTT) (*tls.Config, error) {
+	if cfg.CAFile == "" && cfg.CertFile == "" {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt.ca_file: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("mqtt.ca_file %q: no PEM certificate in it", cfg.CAFile)
+		}
+	}
+	if cfg.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt.cert_file/key_file: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+func (p *Publisher) setConnected(c bool) {
+	p.mu.Lock()
+	p.connected = c
+	close(p.connCh)
+	p.connCh = make(chan struct{})
+	p.mu.Unlock()
+	if c {
+		p.m.connected.Set(1)
+	} else {
+		p.m.connected.Set(0)
+	}
+}
+
+// Connected reports whether the broker connection is up.
+func (p *Publisher) Connected() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.connected
+}
+
+// waitConnected blocks until connected or ctx ends.
+func (p *Publisher) waitConnected(ctx context.Context) bool {
+	for {
+		p.mu.Lock()
+		ok, ch := p.connected, p.connCh
+		p.mu.Unlock()
+		if ok {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// Run publishes until ctx ends, then sends the offline status and disconnects.
+func (p *Publisher) Run(ctx context.Context) error {
+	tc, err := TLSConfig(p.cfg)
+	if err != nil {
+		return err
+	}
+	opts := mqtt.NewClientOptions().AddBroker(p.cfg.URL).SetClientID(p.cfg.ClientID).
+		SetUsername(p.cfg.Username).SetPassword(p.cfg.Password).SetTLSConfig(tc).
+		SetCleanSession(true). // resending is ours: from the buffer, in order
+		SetAutoReconnect(true).SetConnectRetry(true).
+		SetConnectRetryInterval(time.Second).SetMaxReconnectInterval(30 * time.Second).
+		SetKeepAlive(p.cfg.KeepAlive).SetWriteTimeout(10*time.Second).
+		SetBinaryWill(p.status, p.statusPayload("offline"), 1, true)
+	opts.SetOnConnectHandler(func(c mqtt.Client) {
+		c.Publish(p.status, 1, true, p.statusPayload("online"))
+		p.log.Info("connected to the broker", "broker", p.cfg.URL)
+		p.setConnected(true)
+	})
+	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+		p.log.Warn("broker connection lost; reconnecting", "err", err)
+		p.m.disconnects.Inc()
+		p.setConnected(false)
+	})
+	p.client = mqtt.NewClient(opts)
+	p.client.Connect() // retried in the background
+
+	err = p.loop(ctx)
+
+	if p.Connected() {
+		tok := p.client.Publish(p.status, 1, true, p.statusPayload("offline"))
+		tok.WaitTimeout(2 * time.Second)
+	}
+	p.client.Disconnect(500)
+	if errors.Is(err, context.Canceled) || errors.Is(err, buffer.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+func (p *Publisher) loop(ctx context.Context) error {
+	for {
+		if !p.waitConnected(ctx) {
+			return ctx.Err()
+		}
+		if err := p.session(ctx); err != nil {
+			return err
+		}
+		// The connection failed us: resend everything not acknowledged.
+		p.buf.Rewind()
+	}
+}
+
+// session publishes while the connection holds; it returns nil when a publish
+// failed (after the outstanding ones finished), or an error when ctx ended.
+func (p *Publisher) session(ctx context.Context) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sem := make(chan struct{}, p.max)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		rec, pos, err := p.buf.Next(sctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if errors.Is(err, buffer.ErrClosed) {
+				return err
+			}
+			if sctx.Err() != nil {
+				return nil // a publish failed
+			}
+			return err
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-sctx.Done():
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return nil
+		}
+		if !p.Connected() {
+			<-sem
+			return nil
+		}
+		start := time.Now()
+		tok := p.client.Publish(rec.Topic, 1, false, rec.Payload)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if !tok.WaitTimeout(AckTimeout) || tok.Error() != nil {
+				p.m.failures.Inc()
+				cancel()
+				return
+			}
+			p.buf.Ack(pos)
+			p.m.latency.Observe(time.Since(start).Seconds())
+			p.m.envelopes.Inc()
+			p.m.samples.Add(float64(rec.Samples))
+		}()
+	}
+}
+
+type metrics struct {
+	envelopes   prometheus.Counter
+	samples     prometheus.Counter
+	failures    prometheus.Counter
+	disconnects prometheus.Counter
+	connected   prometheus.Gauge
+	latency     prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		envelopes: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_agent_published_envelopes_total",
+			Help: "Envelopes the broker acknowledged (PUBACK)."}),
+		samples: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_agent_published_samples_total",
+			Help: "Samples in the envelopes the broker acknowledged."}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_agent_publish_failures_total",
+			Help: "Publishes that got no PUBACK (the envelope is sent again)."}),
+		disconnects: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_agent_mqtt_disconnects_total",
+			Help: "Broker connections lost."}),
+		connected: prometheus.NewGauge(prometheus.GaugeOpts{Name: "takt_agent_mqtt_connected",
+			Help: "1 while connected to the broker."}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "takt_agent_publish_seconds",
+			Help: "Time from publish to PUBACK.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.envelopes, m.samples, m.failures, m.disconnects, m.connected, m.latency)
+	}
+	return m
+}
