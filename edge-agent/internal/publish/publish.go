@@ -143,7 +143,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 		SetUsername(p.cfg.Username).SetPassword(p.cfg.Password).SetTLSConfig(tc).
 		SetCleanSession(true). // resending is ours: from the buffer, in order
 		SetAutoReconnect(true).SetConnectRetry(true).
-		SetConnectRetryInterval(time.Second).SetMaxReconnectInterval(30 * time.Second).
+		SetConnectRetryInterval(time.Second).SetMaxReconnectInterval(30*time.Second).
 		SetKeepAlive(p.cfg.KeepAlive).SetWriteTimeout(10*time.Second).
 		SetBinaryWill(p.status, p.statusPayload("offline"), 1, true)
 	opts.SetOnConnectHandler(func(c mqtt.Client) {
