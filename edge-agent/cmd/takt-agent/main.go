@@ -63,6 +63,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			for _, d := range e.Modbus {
 				tags += len(d.Tags)
 			}
+			for _, o := range e.OPCUA {
+				tags += len(o.Tags)
+			}
 		}
 		fmt.Fprintf(stdout, "%s is valid: agent %s, %d equipment, %d tags\n", *file, cfg.Agent.ID, len(cfg.Equipment), tags)
 		return nil

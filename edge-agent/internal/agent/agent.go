@@ -28,7 +28,9 @@ import (
 	"takt.dev/edge-agent/internal/buffer"
 	"takt.dev/edge-agent/internal/config"
 	"takt.dev/edge-agent/internal/modbus"
+	"takt.dev/edge-agent/internal/opcua"
 	"takt.dev/edge-agent/internal/publish"
+	"takt.dev/edge-agent/internal/source"
 	"takt.dev/schemas"
 )
 
@@ -68,6 +70,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	b := newBatcher(cfg, buf, opt.Now, opt.Registry)
 	pub := publish.New(cfg, buf, opt.Log.With("component", "mqtt"), opt.Registry)
 	mm := modbus.NewMetrics(opt.Registry)
+	om := opcua.NewMetrics(opt.Registry)
 
 	// Sources stop first (srcCtx), then the batcher flushes, then the publisher gets
 	// a moment to send before the buffer closes.
@@ -80,7 +83,15 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 			sources.Add(1)
 			go func() {
 				defer sources.Done()
-				dev.Run(srcCtx, func(rs []modbus.Reading) { b.addModbus(srcCtx, ei, di, rs) })
+				dev.Run(srcCtx, func(rs []source.Reading) { b.addReadings(srcCtx, ei, cfg.Equipment[ei].Modbus[di].Tags, rs) })
+			}()
+		}
+		for si := range cfg.Equipment[ei].OPCUA {
+			srv := opcua.NewServer(cfg.Equipment[ei].OPCUA[si], cfg.Agent.ID, om, opt.Log)
+			sources.Add(1)
+			go func() {
+				defer sources.Done()
+				srv.Run(srcCtx, func(rs []source.Reading) { b.addReadings(srcCtx, ei, cfg.Equipment[ei].OPCUA[si].Tags, rs) })
 			}()
 		}
 	}
@@ -168,9 +179,8 @@ func newBatcher(cfg *config.Config, buf *buffer.Buffer, now func() time.Time, re
 	return b
 }
 
-// addModbus maps one poll's readings of device di of equipment ei to samples.
-func (b *batcher) addModbus(ctx context.Context, ei, di int, rs []modbus.Reading) {
-	tags := b.cfg.Equipment[ei].Modbus[di].Tags
+// addReadings maps readings of a device with the given tags of equipment ei to samples.
+func (b *batcher) addReadings(ctx context.Context, ei int, tags []config.Tag, rs []source.Reading) {
 	out := make([]schemas.Sample, 0, len(rs))
 	for _, r := range rs {
 		out = append(out, toSample(&tags[r.Tag], r))
@@ -179,10 +189,13 @@ func (b *batcher) addModbus(ctx context.Context, ei, di int, rs []modbus.Reading
 }
 
 // toSample applies a tag's role to a reading.
-func toSample(t *config.Tag, r modbus.Reading) schemas.Sample {
+func toSample(t *config.Tag, r source.Reading) schemas.Sample {
 	s := schemas.Sample{Tag: t.Name, TS: r.TS.UTC(), Quality: schemas.QualityGood}
 	s.Role, _ = schemas.ParseRole(t.Role)
-	if r.Err != nil {
+	if r.Quality == source.Uncertain {
+		s.Quality = schemas.QualityUncertain
+	}
+	if r.Quality == source.Bad {
 		s.Quality = schemas.QualityBad
 	} else if r.Value.IsText {
 		s.Kind, s.Text = schemas.TextValue, r.Value.Text

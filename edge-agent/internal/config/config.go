@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -68,6 +70,29 @@ type Equipment struct {
 	Line   string         `yaml:"line"`
 	Code   string         `yaml:"code"`
 	Modbus []ModbusDevice `yaml:"modbus"`
+	OPCUA  []OPCUAServer  `yaml:"opcua"`
+}
+
+// OPCUAServer is one OPC UA server, read by polling or through a subscription.
+type OPCUAServer struct {
+	Name             string        `yaml:"name"`
+	Endpoint         string        `yaml:"endpoint"`          // opc.tcp://host:4840/path
+	SecurityPolicy   string        `yaml:"security_policy"`   // None (default), Basic256Sha256, Aes128_Sha256_RsaOaep, Aes256_Sha256_RsaPss
+	SecurityMode     string        `yaml:"security_mode"`     // None, Sign, SignAndEncrypt; default None with policy None, else SignAndEncrypt
+	Auth             string        `yaml:"auth"`              // anonymous (default), username, certificate
+	Username         string        `yaml:"username"`          // auth username
+	Password         string        `yaml:"password"`          // auth username
+	Certificate      string        `yaml:"certificate"`       // client certificate (PEM); made and kept here on first start when missing
+	PrivateKey       string        `yaml:"private_key"`       // its RSA key (PEM)
+	TrustDir         string        `yaml:"trust_dir"`         // server certificates trusted (DER or PEM files); rejected ones are saved beside it
+	Mode             string        `yaml:"mode"`              // subscribe (default) or poll
+	Interval         time.Duration `yaml:"interval"`          // poll period, or the subscription's publishing interval; default 1s
+	SamplingInterval time.Duration `yaml:"sampling_interval"` // subscribe: per item; default = interval
+	QueueSize        uint32        `yaml:"queue_size"`        // subscribe: per item; default 10
+	Timestamp        string        `yaml:"timestamp"`         // source (default) or server
+	Watchdog         time.Duration `yaml:"watchdog"`          // reconnect when nothing arrives for this long; default 10 × interval, at least 10s
+	RequestTimeout   time.Duration `yaml:"request_timeout"`   // default 10s
+	Tags             []Tag         `yaml:"tags"`
 }
 
 // ModbusDevice is one Modbus server (PLC, gateway, meter) polled on its own loop.
@@ -94,6 +119,11 @@ type Tag struct {
 	Length    int     `yaml:"length"`     // string only: registers
 	Scale     float64 `yaml:"scale"`      // value = raw * scale + offset; default 1
 	Offset    float64 `yaml:"offset"`
+
+	NodeID       string  `yaml:"node_id"`       // OPC UA: ns=2;s=Line1.Speed, i=2258, or s=... with namespace_uri
+	NamespaceURI string  `yaml:"namespace_uri"` // OPC UA: resolved to an index at every connect
+	Deadband     float64 `yaml:"deadband"`      // OPC UA subscribe: 0 = every change
+	DeadbandType string  `yaml:"deadband_type"` // absolute (default) or percent
 
 	Counter string                `yaml:"counter"` // counter only: total, good, scrap
 	Wrap    uint64                `yaml:"wrap"`    // counter only: wraps to 0 here; default from type (uint16: 65536)
@@ -162,6 +192,63 @@ func (c *Config) defaults() {
 		c.Publish.MaxInflight = 64
 	}
 	for i := range c.Equipment {
+		for j := range c.Equipment[i].OPCUA {
+			o := &c.Equipment[i].OPCUA[j]
+			if o.SecurityPolicy == "" {
+				o.SecurityPolicy = "None"
+			}
+			if o.SecurityMode == "" {
+				o.SecurityMode = "SignAndEncrypt"
+				if o.SecurityPolicy == "None" {
+					o.SecurityMode = "None"
+				}
+			}
+			if o.Auth == "" {
+				o.Auth = "anonymous"
+			}
+			if o.Mode == "" {
+				o.Mode = "subscribe"
+			}
+			if o.Interval == 0 {
+				o.Interval = time.Second
+			}
+			if o.SamplingInterval == 0 {
+				o.SamplingInterval = o.Interval
+			}
+			if o.QueueSize == 0 {
+				o.QueueSize = 10
+			}
+			if o.Timestamp == "" {
+				o.Timestamp = "source"
+			}
+			if o.Watchdog == 0 {
+				o.Watchdog = max(10*o.Interval, 10*time.Second)
+			}
+			if o.RequestTimeout == 0 {
+				o.RequestTimeout = 10 * time.Second
+			}
+			if o.Certificate == "" {
+				o.Certificate = filepath.Join(c.Buffer.Dir, "pki", "own", "cert.pem")
+			}
+			if o.PrivateKey == "" {
+				o.PrivateKey = filepath.Join(c.Buffer.Dir, "pki", "own", "key.pem")
+			}
+			if o.TrustDir == "" {
+				o.TrustDir = filepath.Join(c.Buffer.Dir, "pki", "trusted")
+			}
+			for k := range o.Tags {
+				t := &o.Tags[k]
+				if t.Role == "" {
+					t.Role = "measurement"
+				}
+				if t.Scale == 0 {
+					t.Scale = 1
+				}
+				if t.DeadbandType == "" {
+					t.DeadbandType = "absolute"
+				}
+			}
+		}
 		for j := range c.Equipment[i].Modbus {
 			d := &c.Equipment[i].Modbus[j]
 			if d.UnitID == 0 {
@@ -278,20 +365,28 @@ func (c *Config) Validate() error {
 			add("%s: code used twice", where)
 		}
 		codes[e.Code] = true
-		if len(e.Modbus) == 0 {
+		if len(e.Modbus)+len(e.OPCUA) == 0 {
 			add("%s: no sources", where)
 		}
 		tags := map[string]bool{}
+		var all []Tag
 		for _, d := range e.Modbus {
 			for _, err := range d.validate() {
 				add("equipment %q: %v", e.Code, err)
 			}
-			for _, t := range d.Tags {
-				if tags[t.Name] {
-					add("equipment %q: tag %q defined twice", e.Code, t.Name)
-				}
-				tags[t.Name] = true
+			all = append(all, d.Tags...)
+		}
+		for _, o := range e.OPCUA {
+			for _, err := range o.validate() {
+				add("equipment %q: %v", e.Code, err)
 			}
+			all = append(all, o.Tags...)
+		}
+		for _, t := range all {
+			if tags[t.Name] {
+				add("equipment %q: tag %q defined twice", e.Code, t.Name)
+			}
+			tags[t.Name] = true
 		}
 	}
 	return errors.Join(errs...)
@@ -355,19 +450,76 @@ func (d ModbusDevice) validate() []error {
 		add("no tags")
 	}
 	for _, t := range d.Tags {
-		for _, err := range t.validate() {
+		for _, err := range append(t.validateModbus(), t.validateRole()...) {
 			add("tag %q: %v", t.Name, err)
 		}
 	}
 	return errs
 }
 
-func (t Tag) validate() []error {
+var (
+	policies  = map[string]bool{"None": true, "Basic256Sha256": true, "Aes128_Sha256_RsaOaep": true, "Aes256_Sha256_RsaPss": true}
+	secModes  = map[string]bool{"None": true, "Sign": true, "SignAndEncrypt": true}
+	authModes = map[string]bool{"anonymous": true, "username": true, "certificate": true}
+)
+
+func (o OPCUAServer) validate() []error {
 	var errs []error
-	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if t.Name == "" {
+	where := fmt.Sprintf("opcua server %q", o.Name)
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(where+": "+format, args...)) }
+	if o.Name == "" {
 		add("name: missing")
 	}
+	if u, err := url.Parse(o.Endpoint); err != nil || u.Scheme != "opc.tcp" || u.Host == "" {
+		add("endpoint %q: want opc.tcp://host:port[/path]", o.Endpoint)
+	}
+	if !policies[o.SecurityPolicy] {
+		add("security_policy %q: want None, Basic256Sha256, Aes128_Sha256_RsaOaep or Aes256_Sha256_RsaPss", o.SecurityPolicy)
+	}
+	if !secModes[o.SecurityMode] {
+		add("security_mode %q: want None, Sign or SignAndEncrypt", o.SecurityMode)
+	} else if (o.SecurityPolicy == "None") != (o.SecurityMode == "None") {
+		add("security_mode %q with security_policy %q: None goes with None, and only with None", o.SecurityMode, o.SecurityPolicy)
+	}
+	if !authModes[o.Auth] {
+		add("auth %q: want anonymous, username or certificate", o.Auth)
+	}
+	if o.Auth == "username" && o.Username == "" {
+		add("username: required with auth username")
+	}
+	if o.Mode != "subscribe" && o.Mode != "poll" {
+		add("mode %q: want subscribe or poll", o.Mode)
+	}
+	if o.Interval < 10*time.Millisecond {
+		add("interval %s: at least 10ms", o.Interval)
+	}
+	if o.Timestamp != "source" && o.Timestamp != "server" {
+		add("timestamp %q: want source or server", o.Timestamp)
+	}
+	if len(o.Tags) == 0 {
+		add("no tags")
+	}
+	for _, t := range o.Tags {
+		var terrs []error
+		if _, err := ParseNodeID(t.NodeID, t.NamespaceURI); err != nil {
+			terrs = append(terrs, err)
+		}
+		if t.DeadbandType != "absolute" && t.DeadbandType != "percent" {
+			terrs = append(terrs, fmt.Errorf("deadband_type %q: want absolute or percent", t.DeadbandType))
+		}
+		if t.Deadband < 0 || (t.DeadbandType == "percent" && t.Deadband > 100) {
+			terrs = append(terrs, fmt.Errorf("deadband %v: want 0 or more (at most 100 for percent)", t.Deadband))
+		}
+		for _, err := range append(terrs, t.validateRole()...) {
+			add("tag %q: %v", t.Name, err)
+		}
+	}
+	return errs
+}
+
+func (t Tag) validateModbus() []error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if !registers[t.Register] {
 		add("register %q: want holding, input, coil or discrete", t.Register)
 	}
@@ -390,15 +542,28 @@ func (t Tag) validate() []error {
 	default:
 		add("byte_order %q: want ABCD, DCBA, BADC or CDAB", t.ByteOrder)
 	}
+	if t.Type == "string" && t.Role != "measurement" {
+		add("type string: only a measurement can be text")
+	}
+	if (t.Role == "state" || t.Role == "counter") && (t.Type == "float32" || t.Type == "float64") {
+		add("type %q: a %s must be an integer type", t.Type, t.Role)
+	}
+	return errs
+}
+
+// validateRole checks what a tag's role needs, whatever its source.
+func (t Tag) validateRole() []error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if t.Name == "" {
+		add("name: missing")
+	}
 	switch t.Role {
 	case "measurement":
 		if t.Counter != "" || t.States != nil {
 			add("role measurement: counter and states are for counter and state tags")
 		}
 	case "state":
-		if t.Type == "string" || t.Type == "float32" || t.Type == "float64" {
-			add("type %q: a state code must be an integer or bool", t.Type)
-		}
 		if len(t.States) == 0 {
 			add("states: a state tag maps PLC codes to states; none given")
 		}
@@ -411,17 +576,48 @@ func (t Tag) validate() []error {
 		if _, err := schemas.ParseCounterKind(t.Counter); err != nil {
 			add("counter: %v", err)
 		}
-		if t.Type == "string" || t.Type == "float32" || t.Type == "float64" || t.Type == "bool" {
-			add("type %q: a counter must be an integer type", t.Type)
-		}
 		if t.Scale != 1 || t.Offset != 0 {
 			add("scale/offset: a counter counts parts; scale and offset do not apply")
 		}
 	default:
 		add("role %q: want measurement, state or counter", t.Role)
 	}
-	if t.Type == "string" && t.Role != "measurement" {
-		add("type string: only a measurement can be text")
-	}
 	return errs
+}
+
+// NodeID is a parsed OPC UA node id: the namespace (by index, or by URI to resolve
+// at connect) and the identifier part ("s=...", "i=...", "g=...", "b=...").
+type NodeID struct {
+	NamespaceURI string
+	Namespace    uint16
+	ID           string // as in the node id string, without the ns= part
+}
+
+// ParseNodeID reads node_id, with namespace_uri when given (then node_id must not
+// name a namespace index).
+func ParseNodeID(nodeID, namespaceURI string) (NodeID, error) {
+	if nodeID == "" {
+		return NodeID{}, errors.New("node_id: missing")
+	}
+	n := NodeID{NamespaceURI: namespaceURI, ID: nodeID}
+	if rest, ok := strings.CutPrefix(nodeID, "ns="); ok {
+		if namespaceURI != "" {
+			return NodeID{}, fmt.Errorf("node_id %q: give the namespace by ns= or by namespace_uri, not both", nodeID)
+		}
+		idx, id, ok := strings.Cut(rest, ";")
+		v, err := strconv.ParseUint(idx, 10, 16)
+		if !ok || err != nil {
+			return NodeID{}, fmt.Errorf("node_id %q: want ns=<index>;<s|i|g|b>=<id>", nodeID)
+		}
+		n.Namespace, n.ID = uint16(v), id
+	}
+	if len(n.ID) < 3 || n.ID[1] != '=' || !strings.ContainsRune("sigb", rune(n.ID[0])) {
+		return NodeID{}, fmt.Errorf("node_id %q: the identifier must be s=..., i=..., g=... or b=...", nodeID)
+	}
+	if n.ID[0] == 'i' {
+		if _, err := strconv.ParseUint(n.ID[2:], 10, 32); err != nil {
+			return NodeID{}, fmt.Errorf("node_id %q: i= takes a number up to 4294967295", nodeID)
+		}
+	}
+	return n, nil
 }

@@ -6,14 +6,12 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"takt.dev/edge-agent/internal/source"
 )
 
-// Value is a decoded reading: a number, or a text for string tags.
-type Value struct {
-	Num    float64
-	Text   string
-	IsText bool
-}
+// Value is a decoded reading.
+type Value = source.Value
 
 // orderBytes lays out regs (each big-endian on the wire, bytes "AB") in the byte
 // order a device uses, so the result reads as big-endian: ABCD as is, CDAB with the

@@ -22,15 +22,11 @@ import (
 	mb "github.com/simonvetter/modbus"
 
 	"takt.dev/edge-agent/internal/config"
+	"takt.dev/edge-agent/internal/source"
 )
 
 // Reading is one tag's outcome of one poll.
-type Reading struct {
-	Tag   int // index in the device's tags
-	TS    time.Time
-	Value Value
-	Err   error // non-nil: the read failed, the sample is of bad quality
-}
+type Reading = source.Reading
 
 // Device polls one Modbus server.
 type Device struct {
@@ -158,7 +154,7 @@ func (d *Device) poll() []Reading {
 				d.m.errors.WithLabelValues(d.cfg.Name, kind).Inc()
 			}
 			for _, s := range r.Tags {
-				out = append(out, Reading{Tag: s.Tag, TS: ts, Err: fmt.Errorf("%s %d: %w", r.Register, r.Start+s.Offset, err)})
+				out = append(out, Reading{Tag: s.Tag, TS: ts, Quality: source.Bad, Err: fmt.Errorf("%s %d: %w", r.Register, r.Start+s.Offset, err)})
 			}
 			continue
 		}
@@ -171,6 +167,9 @@ func (d *Device) poll() []Reading {
 				}
 			} else {
 				rd.Value, rd.Err = Decode(regs[s.Offset:s.Offset+s.Count], t.Type, t.ByteOrder)
+				if rd.Err != nil {
+					rd.Quality = source.Bad
+				}
 			}
 			out = append(out, rd)
 		}

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"takt.dev/edge-agent/internal/buffer"
@@ -48,8 +49,22 @@ type Publisher struct {
 	mu        sync.Mutex
 	connected bool
 	connCh    chan struct{} // closed and replaced on every connect or loss
+	endSess   context.CancelFunc
 	client    mqtt.Client
 }
+
+// noStore keeps nothing. paho would otherwise keep in-flight publishes and resend
+// them itself after a reconnect, on top of the resend from the buffer (duplicates),
+// and in v1.5.1 races with its own writer while doing so.
+type noStore struct{}
+
+func (noStore) Open()                             {}
+func (noStore) Put(string, packets.ControlPacket) {}
+func (noStore) Get(string) packets.ControlPacket  { return nil }
+func (noStore) All() []string                     { return nil }
+func (noStore) Del(string)                        {}
+func (noStore) Close()                            {}
+func (noStore) Reset()                            {}
 
 // New builds a publisher; Run connects.
 func New(cfg *config.Config, buf *buffer.Buffer, log *slog.Logger, reg prometheus.Registerer) *Publisher {
@@ -145,7 +160,8 @@ func (p *Publisher) Run(ctx context.Context) error {
 		SetAutoReconnect(true).SetConnectRetry(true).
 		SetConnectRetryInterval(time.Second).SetMaxReconnectInterval(30*time.Second).
 		SetKeepAlive(p.cfg.KeepAlive).SetWriteTimeout(10*time.Second).
-		SetBinaryWill(p.status, p.statusPayload("offline"), 1, true)
+		SetBinaryWill(p.status, p.statusPayload("offline"), 1, true).
+		SetStore(noStore{})
 	opts.SetOnConnectHandler(func(c mqtt.Client) {
 		c.Publish(p.status, 1, true, p.statusPayload("online"))
 		p.log.Info("connected to the broker", "broker", p.cfg.URL)
@@ -155,6 +171,11 @@ func (p *Publisher) Run(ctx context.Context) error {
 		p.log.Warn("broker connection lost; reconnecting", "err", err)
 		p.m.disconnects.Inc()
 		p.setConnected(false)
+		p.mu.Lock()
+		if p.endSess != nil {
+			p.endSess() // what is in flight will not be acknowledged on this connection
+		}
+		p.mu.Unlock()
 	})
 	p.client = mqtt.NewClient(opts)
 	p.client.Connect() // retried in the background
@@ -190,6 +211,12 @@ func (p *Publisher) loop(ctx context.Context) error {
 func (p *Publisher) session(ctx context.Context) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	p.mu.Lock()
+	p.endSess = cancel
+	p.mu.Unlock()
+	if !p.Connected() { // lost between waitConnected and here
+		return nil
+	}
 	sem := make(chan struct{}, p.max)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -225,7 +252,13 @@ func (p *Publisher) session(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if !tok.WaitTimeout(AckTimeout) || tok.Error() != nil {
+			select {
+			case <-tok.Done():
+			case <-sctx.Done(): // connection lost: resent after the rewind
+				return
+			case <-time.After(AckTimeout):
+			}
+			if !tokDone(tok) || tok.Error() != nil {
 				p.m.failures.Inc()
 				cancel()
 				return
@@ -235,6 +268,15 @@ func (p *Publisher) session(ctx context.Context) error {
 			p.m.envelopes.Inc()
 			p.m.samples.Add(float64(rec.Samples))
 		}()
+	}
+}
+
+func tokDone(t mqtt.Token) bool {
+	select {
+	case <-t.Done():
+		return true
+	default:
+		return false
 	}
 }
 
