@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 // rig is one test's world: a simulated line, a broker, a subscriber recording what
 // arrives, and the agent's configuration.
 type rig struct {
-	t       *testing.T
+	t       testing.TB
 	mq      *testkit.MosquittoServer
 	line    *plcsim.Line
 	sim     *plcsim.ModbusServers
@@ -53,7 +53,7 @@ type rig struct {
 	quality     map[string]map[schemas.Quality]int
 }
 
-func newRig(t *testing.T, machines int) *rig {
+func newRig(t testing.TB, machines int) *rig {
 	t.Helper()
 	r := &rig{t: t, mq: testkit.Mosquitto(t), dir: t.TempDir(), quality: map[string]map[schemas.Quality]int{},
 		tenant: fmt.Sprintf("t%d", time.Now().UnixNano())}
@@ -149,7 +149,7 @@ func (r *rig) config(bufferYAML string, interval time.Duration, extra ...string)
 }
 
 type proc struct {
-	t    *testing.T
+	t    testing.TB
 	cmd  *exec.Cmd
 	done chan struct{}
 	log  string

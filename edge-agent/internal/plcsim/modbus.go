@@ -26,10 +26,10 @@ import (
 //	14-15  uint32  CDAB     total parts, 32 bits
 //	20-23  float64 ABCD     energy, kWh
 //	30-35  string  (6 regs) lot
-//	40-139 uint16           filler: 100 registers counting up (for benchmarks)
+//	40-1039 uint16          filler: 1000 registers counting up (for benchmarks)
 //	coil 0                  running
 
-const registers = 140
+const registers = 1040
 
 // registersOf lays out machine m as holding registers.
 func registersOf(m Machine) []uint16 {
