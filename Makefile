@@ -34,8 +34,9 @@ fuzz:
 
 # The pipeline with embedded defaults; Ctrl-C stops it.
 demo: deps
-	@mkdir -p bin && $(GO) build -o bin/takt-demo ./testkit/cmd/takt-demo
-	@./bin/takt-demo
+	@mkdir -p bin
+	$(GO) build -o bin/ ./testkit/cmd/takt-demo ./edge-agent/cmd/plcsim ./edge-agent/cmd/takt-agent ./ingest/cmd/takt-ingest
+	@./bin/takt-demo -bin ./bin
 
 tidy:
 	@set -e; for d in $(MODULES); do (cd $$d && GOWORK=off $(GO) mod tidy); done

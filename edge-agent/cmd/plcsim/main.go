@@ -1,7 +1,8 @@
 // Command plcsim serves a simulated packaging line: one Modbus TCP server per
 // machine, deterministic for a given seed (see internal/plcsim for the register map).
 //
-//	plcsim [-seed 1] [-machines 3] [-host 127.0.0.1] [-port 5020] [-speed 1] [-print-agent-config]
+//	plcsim [-seed 1] [-machines 3] [-host 127.0.0.1] [-port 5020] [-speed 1]
+//	       [-print-agent-config | -agent-config-file FILE] [-mqtt-url URL] [-buffer-dir DIR] [-tenant T]
 package main
 
 import (
@@ -35,6 +36,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	port := fs.Int("port", 5020, "Modbus port of the first machine; the others follow (0: free ports)")
 	speed := fs.Float64("speed", 1, "simulated seconds per real second (1..3600)")
 	printCfg := fs.Bool("print-agent-config", false, "print a takt-agent configuration for this line")
+	mqttURL := fs.String("mqtt-url", "tcp://127.0.0.1:1883", "broker URL written into the printed configuration")
+	bufferDir := fs.String("buffer-dir", "/var/lib/takt-agent", "buffer directory written into the printed configuration")
+	tenant := fs.String("tenant", "acme", "tenant written into the printed configuration")
+	cfgFile := fs.String("agent-config-file", "", "write the takt-agent configuration to this file once serving")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -62,7 +67,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "plcsim: %s on modbus tcp://%s\n", names[i], srv.Addrs[i])
 	}
 	if *printCfg {
-		fmt.Fprint(stdout, plcsim.AgentConfig("gw-sim", "acme", "tcp://127.0.0.1:1883", "/var/lib/takt-agent", srv.Addrs, names, time.Second))
+		fmt.Fprint(stdout, plcsim.AgentConfig("gw-sim", *tenant, *mqttURL, *bufferDir, srv.Addrs, names, time.Second))
+	}
+	if *cfgFile != "" { // written whole, then renamed: a reader never sees half a file
+		tmp := *cfgFile + ".tmp"
+		if err := os.WriteFile(tmp, []byte(plcsim.AgentConfig("gw-sim", *tenant, *mqttURL, *bufferDir, srv.Addrs, names, time.Second)), 0o644); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, *cfgFile); err != nil {
+			return err
+		}
 	}
 	const step = 100 * time.Millisecond
 	tick := time.NewTicker(step)

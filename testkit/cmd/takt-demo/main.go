@@ -1,17 +1,25 @@
 // Command takt-demo runs as much of the Takt pipeline as exists, with embedded
-// defaults and throwaway servers: a private PostgreSQL with the schema applied and
-// a demo plant registered, a private Mosquitto broker, and an in-process
-// Kafka-protocol broker with Takt's topics. It prints where each one listens and
-// stops them all on Ctrl-C.
+// defaults and throwaway servers: a private PostgreSQL with the schema applied and a
+// demo plant registered, a private Mosquitto broker, an in-process Kafka-protocol
+// broker with Takt's topics, and, as child processes built from this repository,
+// the simulated PLCs (plcsim), the edge agent (takt-agent) and ingest (takt-ingest:
+// bridge and sink). It prints where everything listens and how the data flows, and
+// stops it all on Ctrl-C.
+//
+//	takt-demo -bin ./bin     (the directory holding plcsim, takt-agent and takt-ingest)
 package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -23,15 +31,25 @@ import (
 )
 
 func main() {
-	if err := run(context.Background(), os.Stdout); err != nil {
+	if err := run(context.Background(), os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "takt-demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, out io.Writer) error {
+func run(ctx context.Context, args []string, out io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	fs := flag.NewFlagSet("takt-demo", flag.ContinueOnError)
+	bin := fs.String("bin", "bin", "directory of plcsim, takt-agent and takt-ingest")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	for _, b := range []string{"plcsim", "takt-agent", "takt-ingest"} {
+		if _, err := os.Stat(filepath.Join(*bin, b)); err != nil {
+			return fmt.Errorf("%s: %w (make demo builds it)", b, err)
+		}
+	}
 
 	root, err := os.MkdirTemp("", "takt-demo-")
 	if err != nil {
@@ -67,26 +85,164 @@ func run(ctx context.Context, out io.Writer) error {
 	}
 	defer kf.Close()
 
+	logs := filepath.Join(root, "logs")
+	os.MkdirAll(logs, 0o755)
+	var children []*child
+	defer func() {
+		for i := len(children) - 1; i >= 0; i-- { // agent and ingest drain before the servers go
+			children[i].stop()
+		}
+	}()
+	start := func(name string, env []string, args ...string) error {
+		c, err := startChild(filepath.Join(*bin, name), filepath.Join(logs, name+".log"), env, args...)
+		if err != nil {
+			return fmt.Errorf("start %s: %w", name, err)
+		}
+		children = append(children, c)
+		return nil
+	}
+
+	agentCfg := filepath.Join(root, "agent.yaml")
+	if err := start("plcsim", nil, "-port", "0", "-machines", "3", "-speed", "10", "-agent-config-file", agentCfg,
+		"-mqtt-url", mq.URL(), "-buffer-dir", filepath.Join(root, "agent-buffer"), "-tenant", "acme"); err != nil {
+		return err
+	}
+	if err := waitFile(ctx, agentCfg, 20*time.Second); err != nil {
+		return fmt.Errorf("plcsim did not write the agent configuration: %w", err)
+	}
+	cfg, err := os.ReadFile(agentCfg)
+	if err != nil {
+		return err
+	}
+	cfg = []byte(strings.Replace(string(cfg), "metrics_addr: 127.0.0.1:0", "metrics_addr: 127.0.0.1:9103", 1))
+	if err := os.WriteFile(agentCfg, cfg, 0o644); err != nil {
+		return err
+	}
+	if err := start("takt-agent", nil, "run", "-c", agentCfg); err != nil {
+		return err
+	}
+	ingestCfg := filepath.Join(root, "ingest.yaml")
+	if err := os.WriteFile(ingestCfg, []byte("http_addr: 127.0.0.1:9102\nbridge:\n  client_id: takt-demo-bridge\n  subscription: plain\nsink:\n  linger: 100ms\n"), 0o644); err != nil {
+		return err
+	}
+	if err := start("takt-ingest", []string{"DATABASE_URL=" + dbURL, "TAKT_MQTT_URL=" + mq.URL(),
+		"TAKT_KAFKA_BROKERS=" + strings.Join(kf.Brokers(), ",")}, "-c", ingestCfg, "all"); err != nil {
+		return err
+	}
+
 	demo := schemas.Path{Tenant: "acme", Site: "lyon", Area: "packaging", Line: "line-1", Equipment: "filler-1"}
 	fmt.Fprintf(out, `
-Takt demo is running. Started:
-  PostgreSQL   %s
-               schema applied (takt-migrate up), sample partitions for 7 days,
-               demo plant registered: tenant acme, site lyon (Europe/Paris), line line-1
-  MQTT broker  %s   (agents publish to %s)
-  Kafka        %s   topics %s, %s, %s
+Takt demo is running:
+  plcsim        a packaging line of 3 machines (filler-1, capper-1, labeler-1), 10x real time, Modbus TCP
+  takt-agent    polls them every second, publishes to MQTT (metrics http://127.0.0.1:9103/metrics)
+  Mosquitto     %s   (topics like %s)
+  takt-ingest   bridge MQTT -> Kafka and sink Kafka -> PostgreSQL (metrics http://127.0.0.1:9102/metrics)
+  Kafka         %s   topics %s, %s, %s
+  PostgreSQL    %s
 
-Not yet part of the pipeline (open issues): edge-agent and the simulated PLCs,
-ingest (bridge and sink), aggregator, api and dashboard.
+Not yet part of the pipeline (open issue): aggregator, api and dashboard.
 
-Try:  psql '%s' -c '\dt'
-      kcat -b %s -L
-Ctrl-C stops everything.
-`, dbURL, mq.URL(), demo.Topic(), kf.Brokers()[0], schemas.KafkaSamples, schemas.KafkaEvents, schemas.KafkaDeadLetter, dbURL, kf.Brokers()[0])
+Try:  psql '%s' -c 'SELECT equipment, tag, ts, value, text_value FROM samples ORDER BY ts DESC LIMIT 10'
+      kcat -b %s -t %s -C -o -3 -e
+      mosquitto_sub -p %d -t 'takt/#' -C 1
+Logs: %s. Ctrl-C stops everything.
 
-	<-ctx.Done()
-	fmt.Fprintln(out, "\ntakt-demo: stopping")
-	return nil
+`, mq.URL(), demo.Topic(), kf.Brokers()[0], schemas.KafkaSamples, schemas.KafkaEvents, schemas.KafkaDeadLetter,
+		dbURL, dbURL, kf.Brokers()[0], schemas.KafkaEvents, mq.Port, logs)
+
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(out, "\ntakt-demo: stopping")
+			return nil
+		case <-tick.C:
+		}
+		for _, c := range children {
+			if c.exited() {
+				return fmt.Errorf("%s exited; see %s", filepath.Base(c.cmd.Path), c.log)
+			}
+		}
+		var n int64
+		var last *time.Time
+		if err := conn.QueryRow(ctx, `SELECT count(*), max(ts) FROM samples`).Scan(&n, &last); err == nil {
+			at := "-"
+			if last != nil {
+				at = last.Local().Format(time.TimeOnly)
+			}
+			fmt.Fprintf(out, "takt-demo: %d samples in PostgreSQL, newest from %s\n", n, at)
+		}
+	}
+}
+
+type child struct {
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+func startChild(path, logPath string, env []string, args ...string) (*child, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(path, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true} // Ctrl-C goes to us; we stop them in order
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	c := &child{cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(c.done) }()
+	return c, nil
+}
+
+func (c *child) exited() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM and waits up to 30 s, then kills.
+func (c *child) stop() {
+	if c.exited() {
+		return
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(30 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+	}
+}
+
+func waitFile(ctx context.Context, path string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.New("timed out")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func setupDatabase(ctx context.Context, adminURL, dbURL string) error {
@@ -118,6 +274,6 @@ l AS (INSERT INTO line (tenant_id, area_id, code, name) SELECT tenant_id, id, 'l
 w AS (INSERT INTO work_center (tenant_id, line_id, code, name) SELECT tenant_id, id, 'filling', 'Filling' FROM l RETURNING tenant_id, id)
 INSERT INTO equipment (tenant_id, work_center_id, code, name, ideal_cycle_time_s)
 SELECT tenant_id, id, code, name, ict FROM w,
-  (VALUES ('filler-1', 'Filler 1', 0.5), ('capper-1', 'Capper 1', 0.45), ('labeler-1', 'Labeler 1', 0.4)) AS e(code, name, ict)`)
+  (VALUES ('filler-1', 'Filler 1', 0.4), ('capper-1', 'Capper 1', 0.5), ('labeler-1', 'Labeler 1', 0.6)) AS e(code, name, ict)`)
 	return err
 }
