@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -50,6 +51,7 @@ type rig struct {
 	mu          sync.Mutex
 	arrivals    []uint64 // seqs in arrival order
 	redelivered int      // messages the broker delivered again (DUP set): at-least-once between broker and subscriber
+	status      string   // the agent's last status message: online or offline
 	quality     map[string]map[schemas.Quality]int
 }
 
@@ -97,6 +99,16 @@ func (r *rig) subscribe() {
 	if tok := c.Subscribe(schemas.TopicRoot+"/"+r.tenant+"/#", 1, r.receive); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		r.t.Fatal(tok.Error())
 	}
+	status := func(_ mqtt.Client, m mqtt.Message) {
+		var st struct{ State string }
+		json.Unmarshal(m.Payload(), &st)
+		r.mu.Lock()
+		r.status = st.State
+		r.mu.Unlock()
+	}
+	if tok := c.Subscribe(schemas.StatusTopic(r.tenant, "gw-"+r.tenant), 1, status); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		r.t.Fatal(tok.Error())
+	}
 	r.t.Cleanup(func() { c.Disconnect(100) })
 }
 
@@ -123,6 +135,24 @@ func (r *rig) receive(_ mqtt.Client, m mqtt.Message) {
 			r.quality[env.Equipment] = map[schemas.Quality]int{}
 		}
 		r.quality[env.Equipment][s.Quality]++
+	}
+}
+
+// waitStatus waits for the agent's retained status to read want.
+func (r *rig) waitStatus(want string) {
+	r.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r.mu.Lock()
+		got := r.status
+		r.mu.Unlock()
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("agent status %q, want %q", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -293,8 +323,10 @@ func TestBrokerStoppedAndRestarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.waitMetric("takt_agent_mqtt_connected", 1, 30*time.Second)
+	r.waitStatus("online") // birth message again after the reconnect
 	time.Sleep(time.Second)
 	agent.stop()
+	r.waitStatus("offline")
 	last := r.lastSeq()
 	if last < 500 {
 		t.Fatalf("only %d samples produced", last)
@@ -502,4 +534,15 @@ func TestValidateNamesTheFault(t *testing.T) {
 	if err := run(context.Background(), []string{"validate", "-c", "../../agent.example.yaml"}, &out, io.Discard); err != nil {
 		t.Fatalf("agent.example.yaml: %v", err)
 	}
+}
+
+// TestLastWill: an agent that dies without a goodbye is announced offline by the
+// broker (its last will).
+func TestLastWill(t *testing.T) {
+	r := newRig(t, 1)
+	r.config("", 100*time.Millisecond)
+	agent := r.start()
+	r.waitStatus("online")
+	agent.kill()
+	r.waitStatus("offline")
 }
