@@ -5,7 +5,7 @@
 # e.g. BenchmarkDecode in schemas reporting samples/s gives
 #   BENCH schemas_decode_samples_per_s 316479 samples/s
 # A benchmark that reports a unit of the form NAME=UNIT (b.ReportMetric(x,
-# "raw_copy_rows_per_s=rows/s")) names the figure itself: BENCH <module>_NAME x UNIT.
+# "ingest_raw_copy_rows_per_s=rows/s")) names the figure itself: BENCH NAME x UNIT.
 # The full `go test -bench` output goes to stderr for the record.
 set -euo pipefail
 benchtime=${BENCHTIME:-3s}
@@ -30,7 +30,7 @@ for dir in $(go list -m -f '{{.Dir}}'); do
         if (unit == "ns/op" || unit == "B/op" || unit == "allocs/op" || unit == "MB/s") continue
         if (index(unit, "=") > 0) {
           split(unit, parts, "=")
-          printf "BENCH %s_%s %s %s\n", mod, parts[1], $i, parts[2]
+          printf "BENCH %s %s %s\n", parts[1], $i, parts[2]
           continue
         }
         u = unit; gsub(/\//, "_per_", u)

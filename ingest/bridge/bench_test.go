@@ -34,7 +34,7 @@ func BenchmarkBridge(b *testing.B) {
 	}
 	for b.Loop() {
 	}
-	b.ReportMetric(benchBridge.rate, "bridge_samples_per_s=samples/s")
+	b.ReportMetric(benchBridge.rate, "ingest_bridge_samples_per_s=samples/s")
 }
 
 func measureBridge(b *testing.B) float64 {

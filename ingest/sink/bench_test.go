@@ -47,9 +47,9 @@ func BenchmarkSinkAgainstRawCopy(b *testing.B) {
 	}
 	for b.Loop() {
 	}
-	b.ReportMetric(benchOnce.raw, "raw_copy_rows_per_s=rows/s")
-	b.ReportMetric(benchOnce.sink, "sink_rows_per_s=rows/s")
-	b.ReportMetric(benchOnce.sink/benchOnce.raw, "sink_copy_ratio=ratio")
+	b.ReportMetric(benchOnce.raw, "ingest_raw_copy_rows_per_s=rows/s")
+	b.ReportMetric(benchOnce.sink, "ingest_sink_rows_per_s=rows/s")
+	b.ReportMetric(benchOnce.sink/benchOnce.raw, "ingest_sink_copy_ratio=ratio")
 }
 
 func measureSink(b *testing.B) (raw, sinkRate float64, err error) {
