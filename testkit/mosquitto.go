@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -20,10 +19,8 @@ type MosquittoServer struct {
 	Dir  string
 	Port int
 
-	bin  string
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	bin string
+	serverProc
 }
 
 // mosquittoConf raises the limits at which Mosquitto drops QoS 1 messages for slow
@@ -89,12 +86,10 @@ func (s *MosquittoServer) Start() error {
 	}
 	defer out.Close()
 	cmd.Stdout, cmd.Stderr = out, out
-	if err := startChild(cmd, syscall.SIGKILL); err != nil {
+	if err := s.launch(cmd, syscall.SIGKILL); err != nil {
 		return fmt.Errorf("start mosquitto: %w", err)
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	s.cmd, s.done = cmd, done
+	done := s.done
 	err = waitFor(context.Background(), 20*time.Second, "mosquitto on "+s.Addr(), func(ctx context.Context) error {
 		select {
 		case <-done:
@@ -104,37 +99,16 @@ func (s *MosquittoServer) Start() error {
 		return dialable(ctx, s.Addr())
 	})
 	if err != nil {
-		_ = cmd.Process.Kill()
-		<-done
-		s.cmd = nil
+		s.abort()
 	}
 	return err
 }
 
 // Stop shuts the broker down cleanly; it saves its persistence file first.
-func (s *MosquittoServer) Stop() error { return s.signal(syscall.SIGTERM) }
+func (s *MosquittoServer) Stop() error { return s.signal(syscall.SIGTERM, 30*time.Second) }
 
 // Kill crashes the broker: what it had not saved (autosave is every second) is lost.
-func (s *MosquittoServer) Kill() error { return s.signal(syscall.SIGKILL) }
-
-func (s *MosquittoServer) signal(sig syscall.Signal) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return nil
-	}
-	if err := s.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return err
-	}
-	select {
-	case <-s.done:
-	case <-time.After(30 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-	s.cmd = nil
-	return nil
-}
+func (s *MosquittoServer) Kill() error { return s.signal(syscall.SIGKILL, 30*time.Second) }
 
 // Close stops the broker and removes its directory.
 func (s *MosquittoServer) Close() error {
@@ -143,11 +117,4 @@ func (s *MosquittoServer) Close() error {
 		err = rerr
 	}
 	return err
-}
-
-// Running reports whether the broker is started.
-func (s *MosquittoServer) Running() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cmd != nil
 }

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
@@ -22,10 +21,7 @@ type PostgresServer struct {
 	Port int
 
 	bin string // directory of initdb and postgres
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
+	serverProc
 }
 
 // PostgresSettings are the server settings of a private cluster: fast and not
@@ -111,12 +107,10 @@ func (s *PostgresServer) startOnce() error {
 		return err
 	}
 	// SIGQUIT is PostgreSQL's immediate shutdown: the backends go with the postmaster.
-	if err := startChild(cmd, syscall.SIGQUIT); err != nil {
+	if err := s.launch(cmd, syscall.SIGQUIT); err != nil {
 		return fmt.Errorf("start postgres: %w", err)
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	s.cmd, s.done = cmd, done
+	done := s.done
 
 	err = waitFor(context.Background(), 60*time.Second, "postgres on port "+strconv.Itoa(s.Port), func(ctx context.Context) error {
 		select {
@@ -131,38 +125,17 @@ func (s *PostgresServer) startOnce() error {
 		return c.Close(ctx)
 	})
 	if err != nil {
-		_ = cmd.Process.Kill()
-		<-done
-		s.cmd = nil
+		s.abort()
 	}
 	return err
 }
 
 // Stop shuts the server down cleanly (fast shutdown: open transactions roll back).
-func (s *PostgresServer) Stop() error { return s.signal(syscall.SIGINT) }
+func (s *PostgresServer) Stop() error { return s.signal(syscall.SIGINT, time.Minute) }
 
 // Kill crashes the server (SIGKILL of the postmaster, then its backends): committed
 // transactions survive, the rest is recovered away at the next Start.
-func (s *PostgresServer) Kill() error { return s.signal(syscall.SIGKILL) }
-
-func (s *PostgresServer) signal(sig syscall.Signal) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return nil
-	}
-	if err := s.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return err
-	}
-	select {
-	case <-s.done:
-	case <-time.After(60 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-	s.cmd = nil
-	return nil
-}
+func (s *PostgresServer) Kill() error { return s.signal(syscall.SIGKILL, time.Minute) }
 
 // Close stops the server and removes its directory.
 func (s *PostgresServer) Close() error {
@@ -171,11 +144,4 @@ func (s *PostgresServer) Close() error {
 		err = rerr
 	}
 	return err
-}
-
-// Running reports whether the server is started.
-func (s *PostgresServer) Running() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cmd != nil
 }

@@ -10,7 +10,9 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"sync"
 	"syscall"
+	"time"
 )
 
 // spawnCh serves process starts from one OS thread that never exits. Linux sends a
@@ -116,4 +118,57 @@ func firstNumber(s string) int {
 		}
 	}
 	return n
+}
+
+// serverProc is a server's child process: started, signalled, restarted. Start
+// methods of the embedding types hold mu while they launch.
+type serverProc struct {
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has exited
+}
+
+// launch starts cmd tied to this process (see startChild); the caller holds mu.
+func (p *serverProc) launch(cmd *exec.Cmd, deathSig syscall.Signal) error {
+	if err := startChild(cmd, deathSig); err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	p.cmd, p.done = cmd, done
+	return nil
+}
+
+// abort kills a process that did not become ready; the caller holds mu.
+func (p *serverProc) abort() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+	p.cmd = nil
+}
+
+// signal sends sig and waits up to wait for the process to exit, then kills it.
+func (p *serverProc) signal(sig syscall.Signal, wait time.Duration) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return nil
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	select {
+	case <-p.done:
+	case <-time.After(wait):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	p.cmd = nil
+	return nil
+}
+
+// Running reports whether the server is started.
+func (p *serverProc) Running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd != nil
 }

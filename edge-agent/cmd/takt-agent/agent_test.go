@@ -9,12 +9,10 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -178,61 +176,11 @@ func (r *rig) config(bufferYAML string, interval time.Duration, extra ...string)
 	}
 }
 
-type proc struct {
-	t    testing.TB
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  string
-}
-
-func (r *rig) start() *proc {
+func (r *rig) start() *testkit.Process {
 	r.t.Helper()
-	logFile, err := os.OpenFile(filepath.Join(r.dir, "agent.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	defer logFile.Close()
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "TAKT_AGENT_CHILD=run -c "+r.cfgFile)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		r.t.Fatal(err)
-	}
-	p := &proc{t: r.t, cmd: cmd, done: make(chan struct{}), log: logFile.Name()}
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	r.t.Cleanup(func() {
-		p.stop()
-		if r.t.Failed() {
-			out, _ := os.ReadFile(p.log)
-			if len(out) > 6000 {
-				out = out[len(out)-6000:]
-			}
-			r.t.Logf("agent log:\n%s", out)
-		}
-	})
+	p := testkit.StartChild(r.t, filepath.Join(r.dir, "agent.log"), "TAKT_AGENT_CHILD=run -c "+r.cfgFile)
 	r.waitMetric("takt_agent_samples_total", 1, 20*time.Second)
 	return p
-}
-
-func (p *proc) kill() { _ = p.cmd.Process.Kill(); <-p.done }
-
-func (p *proc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-			p.t.Errorf("takt-agent exited with %d after SIGTERM", code)
-		}
-	case <-time.After(30 * time.Second):
-		p.t.Error("takt-agent did not stop within 30s of SIGTERM")
-		p.kill()
-	}
 }
 
 // metric returns the sum of every series of the named metric the agent exports
@@ -325,7 +273,7 @@ func TestBrokerStoppedAndRestarted(t *testing.T) {
 	r.waitMetric("takt_agent_mqtt_connected", 1, 30*time.Second)
 	r.waitStatus("online") // birth message again after the reconnect
 	time.Sleep(time.Second)
-	agent.stop()
+	agent.Stop()
 	r.waitStatus("offline")
 	last := r.lastSeq()
 	if last < 500 {
@@ -343,7 +291,7 @@ func TestAgentKilledDuringOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second)
-	agent.kill()
+	agent.Kill()
 	killedAt := r.lastSeq()
 	before := uint64(len(r.received()))
 	if killedAt <= before {
@@ -355,7 +303,7 @@ func TestAgentKilledDuringOutage(t *testing.T) {
 	agent = r.start()
 	r.waitMetric("takt_agent_published_samples_total", float64(killedAt-before), 30*time.Second)
 	time.Sleep(time.Second)
-	agent.stop()
+	agent.Stop()
 	last := r.lastSeq()
 	if last <= killedAt {
 		t.Fatalf("after the restart seq did not continue: last %d, at the kill %d", last, killedAt)
@@ -424,7 +372,7 @@ func TestUnreachableDeviceDoesNotSlowOthers(t *testing.T) {
 	if errs == 0 {
 		t.Error("no errors counted for the hung device")
 	}
-	agent.stop()
+	agent.Stop()
 	time.Sleep(500 * time.Millisecond)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -460,7 +408,7 @@ func TestBufferFullDropsOldest(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	dropped, _ := r.metric("takt_agent_buffer_dropped_samples_total", "")
-	agent.stop()
+	agent.Stop()
 	last := r.lastSeq()
 	time.Sleep(time.Second)
 	got := r.received()
@@ -501,7 +449,7 @@ func TestBufferFullPausesPolling(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.waitMetric("takt_agent_modbus_polls_total", p2+30, 30*time.Second)
-	agent.stop()
+	agent.Stop()
 	r.expectAllInOrder(r.lastSeq())
 }
 
@@ -543,6 +491,6 @@ func TestLastWill(t *testing.T) {
 	r.config("", 100*time.Millisecond)
 	agent := r.start()
 	r.waitStatus("online")
-	agent.kill()
+	agent.Kill()
 	r.waitStatus("offline")
 }

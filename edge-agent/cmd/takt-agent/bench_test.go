@@ -83,11 +83,11 @@ func measureAgent(b *testing.B) {
 	agent := r.start()
 	time.Sleep(2 * time.Second) // warm up
 	t0, _ := r.metric("takt_agent_modbus_tags_read_total", `device="dev-`)
-	c0, _, _ := procStats(agent.cmd.Process.Pid)
+	c0, _, _ := procStats(agent.Pid())
 	start := time.Now()
 	time.Sleep(10 * time.Second)
 	t1, _ := r.metric("takt_agent_modbus_tags_read_total", `device="dev-`)
-	c1, rss, err := procStats(agent.cmd.Process.Pid)
+	c1, rss, err := procStats(agent.Pid())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func measureAgent(b *testing.B) {
 	benchAgent.tagsPerS = (t1 - t0) / el
 	benchAgent.cores = (c1 - c0).Seconds() / el
 	benchAgent.rssMiB = float64(rss) / 1024
-	agent.stop()
+	agent.Stop()
 
 	// OPC UA, polling.
 	r = newRig(b, 50)
@@ -125,5 +125,5 @@ func measureAgent(b *testing.B) {
 	time.Sleep(10 * time.Second)
 	v1, _ := r.metric("takt_agent_opcua_values_total", "")
 	benchAgent.opcuaPerS = (v1 - v0) / time.Since(start).Seconds()
-	agent.stop()
+	agent.Stop()
 }

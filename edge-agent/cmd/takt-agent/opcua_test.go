@@ -61,7 +61,7 @@ func TestOPCUAServerRestarted(t *testing.T) {
 	r.waitMetric("takt_agent_opcua_sessions_total", 2, 60*time.Second)
 	before, _ := r.metric("takt_agent_opcua_values_total", "")
 	r.waitMetric("takt_agent_opcua_values_total", before+20, 30*time.Second)
-	agent.stop()
+	agent.Stop()
 	time.Sleep(500 * time.Millisecond)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -79,6 +79,6 @@ func TestOPCUAPolling(t *testing.T) {
 	r.config("", time.Second, opcuaEquipment(fmt.Sprintf("opc.tcp://127.0.0.1:%d", port), "poll"))
 	agent := r.start()
 	r.waitMetric("takt_agent_opcua_values_total", 50, 30*time.Second) // 5 tags per 100ms poll
-	agent.stop()
+	agent.Stop()
 	r.expectAllInOrder(r.lastSeq())
 }

@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -42,16 +40,9 @@ func newPipeline(t *testing.T) *pipeline {
 	return p
 }
 
-type child struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  string
-}
-
 // start runs takt-ingest MODE as a child process; clientID names its MQTT session.
 // Extra YAML lines go into the bridge section.
-func (p *pipeline) start(t *testing.T, mode, clientID string, bridgeYAML ...string) *child {
+func (p *pipeline) start(t *testing.T, mode, clientID string, bridgeYAML ...string) *testkit.Process {
 	t.Helper()
 	cfg := filepath.Join(p.dir, mode+"-"+clientID+".yaml")
 	body := fmt.Sprintf("http_addr: 127.0.0.1:0\nbridge:\n  client_id: %s-%s\n  group: %s\n%ssink:\n  batch_rows: 2000\n  linger: 30ms\n",
@@ -59,63 +50,9 @@ func (p *pipeline) start(t *testing.T, mode, clientID string, bridgeYAML ...stri
 	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logFile, err := os.OpenFile(filepath.Join(p.dir, mode+"-"+clientID+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(),
+	return testkit.StartChild(t, filepath.Join(p.dir, mode+"-"+clientID+".log"),
 		"TAKT_INGEST_CHILD=-c "+cfg+" "+mode,
 		"DATABASE_URL="+p.db.URL, "TAKT_MQTT_URL="+p.mq.URL(), "TAKT_KAFKA_BROKERS="+strings.Join(p.k.Brokers(), ","))
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c := &child{t: t, cmd: cmd, done: make(chan struct{}), log: logFile.Name()}
-	go func() { _ = cmd.Wait(); close(c.done) }()
-	t.Cleanup(func() {
-		c.stop()
-		if t.Failed() {
-			out, _ := os.ReadFile(c.log)
-			t.Logf("log of takt-ingest %s %s:\n%s", mode, clientID, tail(out))
-		}
-	})
-	return c
-}
-
-// kill ends the process with SIGKILL: no drain, no goodbye.
-func (c *child) kill() {
-	_ = c.cmd.Process.Kill()
-	<-c.done
-}
-
-// stop ends the process with SIGTERM and expects a clean exit.
-func (c *child) stop() {
-	select {
-	case <-c.done:
-		return
-	default:
-	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.done:
-		if code := c.cmd.ProcessState.ExitCode(); code != 0 {
-			out, _ := os.ReadFile(c.log)
-			c.t.Errorf("takt-ingest exited with %d after SIGTERM; log:\n%s", code, tail(out))
-		}
-	case <-time.After(60 * time.Second):
-		c.t.Errorf("takt-ingest did not stop within 60s of SIGTERM")
-		c.kill()
-	}
-}
-
-func tail(b []byte) string {
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	return string(b)
 }
 
 // agent publishes envelopes the way the edge agent does: each one until the broker
@@ -273,7 +210,7 @@ func TestFaultSinkKilledMidBatch(t *testing.T) {
 	sent := sendInBackground(a, a.envelopes(t, 1, faultEnvelopes, faultPer), 5*time.Millisecond)
 	for range 2 {
 		p.waitRows(t, p.rows(t)+1, 60*time.Second)
-		sink.kill()
+		sink.Kill()
 		time.Sleep(300 * time.Millisecond)
 		sink = p.start(t, "sink", "s")
 	}
@@ -289,7 +226,7 @@ func TestFaultBridgeKilledWithMessagesInFlight(t *testing.T) {
 	sent := sendInBackground(a, a.envelopes(t, 1, faultEnvelopes, faultPer), 5*time.Millisecond)
 	for range 2 {
 		p.waitRows(t, p.rows(t)+1, 60*time.Second)
-		bridge.kill()
+		bridge.Kill()
 		time.Sleep(500 * time.Millisecond) // the broker queues for the session meanwhile
 		bridge = p.start(t, "bridge", "b1")
 	}
