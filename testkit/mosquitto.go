@@ -16,8 +16,10 @@ import (
 // persistence in its directory so that a Stop/Start keeps persistent sessions and the
 // QoS 1 messages queued for them.
 type MosquittoServer struct {
-	Dir  string
-	Port int
+	Dir     string
+	Port    int
+	TLSPort int  // a second listener with TLS and client certificates required, when started with a PKI
+	PKI     *PKI // the certificates of the TLS listener
 
 	bin string
 	serverProc
@@ -42,7 +44,13 @@ log_type notice
 `
 
 // StartMosquitto writes a broker configuration in dir and starts the broker.
-func StartMosquitto(dir string) (*MosquittoServer, error) {
+func StartMosquitto(dir string) (*MosquittoServer, error) { return startMosquitto(dir, false) }
+
+// StartMosquittoTLS starts a broker that also listens with TLS on TLSPort, requiring
+// client certificates, with a throwaway PKI in dir.
+func StartMosquittoTLS(dir string) (*MosquittoServer, error) { return startMosquitto(dir, true) }
+
+func startMosquitto(dir string, withTLS bool) (*MosquittoServer, error) {
 	bin, err := findProgram("mosquitto", "/usr/sbin/mosquitto")
 	if err != nil {
 		return nil, err
@@ -60,6 +68,16 @@ func StartMosquitto(dir string) (*MosquittoServer, error) {
 		userLine = "user root"
 	}
 	conf := fmt.Sprintf(mosquittoConf, s.Port, dir, dir, userLine)
+	if withTLS {
+		if s.PKI, err = NewPKI(filepath.Join(dir, "pki")); err != nil {
+			return nil, err
+		}
+		if s.TLSPort, err = FreePort(); err != nil {
+			return nil, err
+		}
+		conf += fmt.Sprintf("listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\n",
+			s.TLSPort, s.PKI.CA, s.PKI.ServerCert, s.PKI.ServerKey)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "mosquitto.conf"), []byte(conf), 0o644); err != nil {
 		return nil, err
 	}

@@ -55,7 +55,12 @@ type rig struct {
 
 func newRig(t testing.TB, machines int) *rig {
 	t.Helper()
-	r := &rig{t: t, mq: testkit.Mosquitto(t), dir: t.TempDir(), quality: map[string]map[schemas.Quality]int{},
+	return newRigWith(t, machines, testkit.Mosquitto(t))
+}
+
+func newRigWith(t testing.TB, machines int, mq *testkit.MosquittoServer) *rig {
+	t.Helper()
+	r := &rig{t: t, mq: mq, dir: t.TempDir(), quality: map[string]map[schemas.Quality]int{},
 		tenant: fmt.Sprintf("t%d", time.Now().UnixNano())}
 	r.line = plcsim.NewLine(plcsim.Config{Seed: 42, Machines: machines})
 	sim, err := plcsim.ServeModbus(r.line, "127.0.0.1", nil)
@@ -493,4 +498,35 @@ func TestLastWill(t *testing.T) {
 	r.waitStatus("online")
 	agent.Kill()
 	r.waitStatus("offline")
+}
+
+// TestMQTTOverTLS: the agent publishes through a TLS listener that checks its client
+// certificate, with the broker's certificate checked against mqtt.ca_file.
+func TestMQTTOverTLS(t *testing.T) {
+	mq, err := testkit.StartMosquittoTLS(filepath.Join(t.TempDir(), "mq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mq.Close() })
+	r := newRigWith(t, 1, mq)
+	r.config("", 100*time.Millisecond)
+	cfg, _ := os.ReadFile(r.cfgFile)
+	tlsMQTT := fmt.Sprintf("mqtt:\n  url: ssl://127.0.0.1:%d\n  ca_file: %s\n  cert_file: %s\n  key_file: %s\n",
+		mq.TLSPort, mq.PKI.CA, mq.PKI.ClientCert, mq.PKI.ClientKey)
+	cfg = []byte(strings.Replace(string(cfg), "mqtt:\n  url: "+mq.URL()+"\n", tlsMQTT, 1))
+	os.WriteFile(r.cfgFile, cfg, 0o644)
+	agent := r.start()
+	r.waitMetric("takt_agent_published_samples_total", 50, 20*time.Second)
+	agent.Stop()
+	r.expectAllInOrder(r.lastSeq())
+
+	// Without the client certificate the broker refuses the agent: nothing is published.
+	cfg = []byte(strings.Replace(string(cfg), fmt.Sprintf("  cert_file: %s\n  key_file: %s\n", mq.PKI.ClientCert, mq.PKI.ClientKey), "", 1))
+	os.WriteFile(r.cfgFile, cfg, 0o644)
+	agent = r.start()
+	time.Sleep(2 * time.Second)
+	if c, _ := r.metric("takt_agent_mqtt_connected", ""); c != 0 {
+		t.Fatal("connected to a broker that requires a client certificate without one")
+	}
+	agent.Stop()
 }
