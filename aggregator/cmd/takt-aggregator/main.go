@@ -1,0 +1,164 @@
+// Command takt-aggregator turns the events topic into OEE windows (hour, shift and
+// day in each site's time zone) in PostgreSQL. Run several: they split the
+// equipment by Kafka partition and share the recomputation.
+//
+//	takt-aggregator [-c FILE] run|validate
+//
+// Configuration: a YAML file (see example.yaml) and the environment: DATABASE_URL,
+// TAKT_KAFKA_BROKERS (comma-separated) and TAKT_HTTP_ADDR override the file. The
+// HTTP listener serves /metrics, /healthz and /readyz.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+	"gopkg.in/yaml.v3"
+
+	"takt.dev/aggregator/internal/service"
+	"takt.dev/aggregator/internal/store"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "takt-aggregator:", err)
+		os.Exit(1)
+	}
+}
+
+// Config is the aggregator's configuration file.
+type Config struct {
+	HTTPAddr    string `yaml:"http_addr"`
+	DatabaseURL string `yaml:"database_url"`
+	Kafka       struct {
+		Brokers []string `yaml:"brokers"`
+		Group   string   `yaml:"group"`
+	} `yaml:"kafka"`
+	MaxGap         time.Duration `yaml:"max_gap"`
+	BatchRecords   int           `yaml:"batch_records"`
+	Linger         time.Duration `yaml:"linger"`
+	RecomputeEvery time.Duration `yaml:"recompute_every"`
+}
+
+func load(file string, getenv func(string) string) (*Config, error) {
+	cfg := &Config{HTTPAddr: "127.0.0.1:9104", MaxGap: time.Minute}
+	if file != "" {
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		dec := yaml.NewDecoder(f)
+		dec.KnownFields(true)
+		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+	}
+	if v := getenv("DATABASE_URL"); v != "" {
+		cfg.DatabaseURL = v
+	}
+	if v := getenv("TAKT_KAFKA_BROKERS"); v != "" {
+		cfg.Kafka.Brokers = strings.Split(v, ",")
+	}
+	if v := getenv("TAKT_HTTP_ADDR"); v != "" {
+		cfg.HTTPAddr = v
+	}
+	switch {
+	case cfg.DatabaseURL == "":
+		return nil, errors.New("database_url: missing (or set DATABASE_URL)")
+	case len(cfg.Kafka.Brokers) == 0:
+		return nil, errors.New("kafka.brokers: missing (or set TAKT_KAFKA_BROKERS)")
+	case cfg.MaxGap < time.Second || cfg.MaxGap > 24*time.Hour:
+		return nil, fmt.Errorf("max_gap %s: want 1s to 24h", cfg.MaxGap)
+	case cfg.BatchRecords < 0 || cfg.BatchRecords > 100_000:
+		return nil, fmt.Errorf("batch_records %d: want 1 to 100000 (0: default 500)", cfg.BatchRecords)
+	}
+	if _, err := pgxpool.ParseConfig(cfg.DatabaseURL); err != nil {
+		return nil, fmt.Errorf("database_url: %w", err)
+	}
+	return cfg, nil
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	fs := flag.NewFlagSet("takt-aggregator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("c", "", "configuration file (YAML)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 || (fs.Arg(0) != "run" && fs.Arg(0) != "validate") {
+		return errors.New("usage: takt-aggregator [-c FILE] run|validate")
+	}
+	cfg, err := load(*file, getenv)
+	if err != nil {
+		return err
+	}
+	if fs.Arg(0) == "validate" {
+		fmt.Fprintln(stdout, "configuration is valid")
+		return nil
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("database_url: %w", err)
+	}
+	defer pool.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	svc, err := service.New(service.Config{KafkaBrokers: cfg.Kafka.Brokers, Group: cfg.Kafka.Group, BatchRecords: cfg.BatchRecords,
+		Linger: cfg.Linger, RecomputeEvery: cfg.RecomputeEvery}, &store.Store{Pool: pool, MaxGap: cfg.MaxGap}, log, reg, time.Now)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		pctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := pool.Ping(pctx); err != nil {
+			http.Error(w, "database: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http_addr: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	g.Go(func() error { return svc.Run(gctx) })
+	log.Info("takt-aggregator running", "http", ln.Addr().String())
+	return g.Wait()
+}
