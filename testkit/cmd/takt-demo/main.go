@@ -45,7 +45,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	for _, b := range []string{"plcsim", "takt-agent", "takt-ingest"} {
+	for _, b := range []string{"plcsim", "takt-agent", "takt-ingest", "takt-aggregator"} {
 		if _, err := os.Stat(filepath.Join(*bin, b)); err != nil {
 			return fmt.Errorf("%s: %w (make demo builds it)", b, err)
 		}
@@ -103,7 +103,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 
 	agentCfg := filepath.Join(root, "agent.yaml")
-	if err := start("plcsim", nil, "-port", "0", "-machines", "3", "-speed", "10", "-agent-config-file", agentCfg,
+	if err := start("plcsim", nil, "-port", "0", "-machines", "3", "-speed", "1", "-agent-config-file", agentCfg,
 		"-mqtt-url", mq.URL(), "-buffer-dir", filepath.Join(root, "agent-buffer"), "-tenant", "acme"); err != nil {
 		return err
 	}
@@ -129,26 +129,31 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		"TAKT_KAFKA_BROKERS=" + strings.Join(kf.Brokers(), ",")}, "-c", ingestCfg, "all"); err != nil {
 		return err
 	}
+	if err := start("takt-aggregator", []string{"DATABASE_URL=" + dbURL, "TAKT_KAFKA_BROKERS=" + strings.Join(kf.Brokers(), ",")}, "run"); err != nil {
+		return err
+	}
 
 	demo := schemas.Path{Tenant: "acme", Site: "lyon", Area: "packaging", Line: "line-1", Equipment: "filler-1"}
 	fmt.Fprintf(out, `
 Takt demo is running:
-  plcsim        a packaging line of 3 machines (filler-1, capper-1, labeler-1), 10x real time, Modbus TCP
+  plcsim        a packaging line of 3 machines (filler-1, capper-1, labeler-1) in real time, Modbus TCP
   takt-agent    polls them every second, publishes to MQTT (metrics http://127.0.0.1:9103/metrics)
   Mosquitto     %s   (topics like %s)
   takt-ingest   bridge MQTT -> Kafka and sink Kafka -> PostgreSQL (metrics http://127.0.0.1:9102/metrics)
+  takt-aggregator  states and counts -> OEE windows in PostgreSQL (metrics http://127.0.0.1:9104/metrics)
   Kafka         %s   topics %s, %s, %s
   PostgreSQL    %s
 
-Not yet part of the pipeline (open issue): aggregator, api and dashboard.
+Not yet part of the pipeline (open issue): the api and the dashboard.
 
 Try:  psql '%s' -c 'SELECT equipment, tag, ts, value, text_value FROM samples ORDER BY ts DESC LIMIT 10'
+      psql '%s' -c "SELECT equipment, starts_at, run_s, total_count, round(oee::numeric, 3) AS oee FROM oee_window WHERE granularity = 'hour' ORDER BY starts_at DESC, equipment"
       kcat -b %s -t %s -C -o -3 -e
       mosquitto_sub -p %d -t 'takt/#' -C 1
 Logs: %s. Ctrl-C stops everything.
 
 `, mq.URL(), demo.Topic(), kf.Brokers()[0], schemas.KafkaSamples, schemas.KafkaEvents, schemas.KafkaDeadLetter,
-		dbURL, dbURL, kf.Brokers()[0], schemas.KafkaEvents, mq.Port, logs)
+		dbURL, dbURL, dbURL, kf.Brokers()[0], schemas.KafkaEvents, mq.Port, logs)
 
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
@@ -169,14 +174,21 @@ Logs: %s. Ctrl-C stops everything.
 				return fmt.Errorf("%s exited; see %s", filepath.Base(c.cmd.Path), c.log)
 			}
 		}
-		var n int64
+		var n, windows int64
 		var last *time.Time
-		if err := conn.QueryRow(ctx, `SELECT count(*), max(ts) FROM samples`).Scan(&n, &last); err == nil {
-			at := "-"
+		var oee *float64
+		err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM samples), (SELECT max(ts) FROM samples),
+			(SELECT count(*) FROM oee_window), (SELECT oee FROM oee_window WHERE granularity = 'day' AND equipment = 'filler-1' ORDER BY starts_at DESC LIMIT 1)`).
+			Scan(&n, &last, &windows, &oee)
+		if err == nil {
+			at, o := "-", "-"
 			if last != nil {
 				at = last.Local().Format(time.TimeOnly)
 			}
-			fmt.Fprintf(out, "takt-demo: %d samples in PostgreSQL, newest from %s\n", n, at)
+			if oee != nil {
+				o = fmt.Sprintf("%.1f%%", 100**oee)
+			}
+			fmt.Fprintf(out, "takt-demo: %d samples in PostgreSQL (newest from %s), %d OEE windows, filler-1 today: OEE %s\n", n, at, windows, o)
 		}
 	}
 }
