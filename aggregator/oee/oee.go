@@ -346,3 +346,33 @@ func Increment(prev, cur, wrap uint64) (n uint64, reset bool) {
 	}
 	return cur, true
 }
+
+// Observation is one state sample of an equipment.
+type Observation struct {
+	TS     time.Time
+	State  schemas.StateCategory
+	Reason uint32
+}
+
+// Intervals turns observations (any order) into state intervals: an observation holds
+// until the next one, or for maxGap at most (after which the time is unknown);
+// consecutive observations of the same state and reason make one interval.
+func Intervals(obs []Observation, maxGap time.Duration) []StateInterval {
+	sort.Slice(obs, func(i, j int) bool { return obs[i].TS.Before(obs[j].TS) })
+	var out []StateInterval
+	for i, o := range obs {
+		end := o.TS.Add(maxGap)
+		if i+1 < len(obs) && obs[i+1].TS.Before(end) {
+			end = obs[i+1].TS
+		}
+		if !end.After(o.TS) {
+			continue
+		}
+		if n := len(out); n > 0 && out[n-1].State == o.State && out[n-1].Reason == o.Reason && out[n-1].End.Equal(o.TS) {
+			out[n-1].End = end
+			continue
+		}
+		out = append(out, StateInterval{Start: o.TS, End: end, State: o.State, Reason: o.Reason})
+	}
+	return out
+}

@@ -18,11 +18,7 @@ import (
 )
 
 // Observation is one state sample.
-type Observation struct {
-	TS     time.Time
-	State  schemas.StateCategory
-	Reason uint32
-}
+type Observation = oee.Observation
 
 // Reading is one reading of a cumulative counter.
 type Reading struct {
@@ -61,26 +57,9 @@ type Window struct {
 	oee.Result
 }
 
-// Intervals turns observations (any order) into state intervals; an observation
-// holds until the next one, or for maxGap at most.
+// Intervals turns observations (any order) into state intervals (see oee.Intervals).
 func Intervals(obs []Observation, maxGap time.Duration) []oee.StateInterval {
-	sort.Slice(obs, func(i, j int) bool { return obs[i].TS.Before(obs[j].TS) })
-	var out []oee.StateInterval
-	for i, o := range obs {
-		end := o.TS.Add(maxGap)
-		if i+1 < len(obs) && obs[i+1].TS.Before(end) {
-			end = obs[i+1].TS
-		}
-		if !end.After(o.TS) {
-			continue
-		}
-		if n := len(out); n > 0 && out[n-1].State == o.State && out[n-1].Reason == o.Reason && out[n-1].End.Equal(o.TS) {
-			out[n-1].End = end // the same state goes on
-			continue
-		}
-		out = append(out, oee.StateInterval{Start: o.TS, End: end, State: o.State, Reason: o.Reason})
-	}
-	return out
+	return oee.Intervals(obs, maxGap)
 }
 
 // Counts turns readings (any order, several counters) into increments, each at the

@@ -1,0 +1,455 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"takt.dev/aggregator/oee"
+	"takt.dev/schemas"
+)
+
+// maxRange bounds a query's time range.
+const maxRange = 400 * 24 * time.Hour
+
+func rangeParams(r *http.Request) (from, to time.Time, err error) {
+	q := r.URL.Query()
+	parse := func(name string) (time.Time, error) {
+		v := q.Get(name)
+		if v == "" {
+			return time.Time{}, badParam(name, "missing (an RFC 3339 time, such as 2026-11-25T06:00:00Z)")
+		}
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return time.Time{}, badParam(name, "%q is not an RFC 3339 time", v)
+		}
+		return t, nil
+	}
+	if from, err = parse("from"); err != nil {
+		return
+	}
+	if to, err = parse("to"); err != nil {
+		return
+	}
+	if !to.After(from) {
+		return from, to, badParam("to", "must be after from")
+	}
+	if to.Sub(from) > maxRange {
+		return from, to, badParam("to", "the range is longer than %d days", int(maxRange.Hours()/24))
+	}
+	return from, to, nil
+}
+
+func bucketParam(r *http.Request) (string, error) {
+	b := r.URL.Query().Get("bucket")
+	switch b {
+	case "":
+		return "hour", nil
+	case "hour", "shift", "day":
+		return b, nil
+	}
+	return "", badParam("bucket", "%q: want hour, shift or day", b)
+}
+
+// Figures is the JSON of one bucket, or of a total.
+type Figures struct {
+	Start               time.Time `json:"start"`
+	End                 time.Time `json:"end"`
+	PlannedTimeS        float64   `json:"planned_time_s"`
+	RunTimeS            float64   `json:"run_time_s"`
+	TotalCount          int64     `json:"total_count"`
+	GoodCount           int64     `json:"good_count"`
+	ScrapCount          int64     `json:"scrap_count"`
+	Availability        *float64  `json:"availability"`
+	Performance         *float64  `json:"performance"`
+	Quality             *float64  `json:"quality"`
+	OEE                 *float64  `json:"oee"`
+	PerformanceAbove100 bool      `json:"performance_above_100"`
+	Losses              Losses    `json:"losses"`
+}
+
+// Losses are the seconds behind the ratios.
+type Losses struct {
+	BreakdownS   float64 `json:"breakdown_s"`
+	SetupS       float64 `json:"setup_s"`
+	IdleS        float64 `json:"idle_s"`
+	MicroStopS   float64 `json:"micro_stop_s"`
+	SpeedLossS   float64 `json:"speed_loss_s"`
+	QualityLossS float64 `json:"quality_loss_s"`
+	UnknownS     float64 `json:"unknown_s"`
+	PlannedDownS float64 `json:"planned_down_s"`
+}
+
+func figuresOf(r oee.Result) Figures {
+	return Figures{Start: r.Start.UTC(), End: r.End.UTC(), PlannedTimeS: r.PlannedS, RunTimeS: r.RunS,
+		TotalCount: r.TotalCount, GoodCount: r.GoodCount, ScrapCount: r.ScrapCount,
+		Availability: r.Availability, Performance: r.Performance, Quality: r.Quality, OEE: r.OEE,
+		PerformanceAbove100: r.PerformanceAbove100,
+		Losses: Losses{BreakdownS: r.BreakdownS, SetupS: r.SetupS, IdleS: r.IdleS, MicroStopS: r.MicroStopS,
+			SpeedLossS: r.SpeedLossS, QualityLossS: r.QualityLossS, UnknownS: r.UnknownS, PlannedDownS: r.PlannedDownS}}
+}
+
+// OEEResponse is the answer of the three OEE endpoints.
+type OEEResponse struct {
+	Scope   string    `json:"scope"` // equipment, line or site
+	Code    string    `json:"code"`
+	Bucket  string    `json:"bucket"`
+	From    time.Time `json:"from"`
+	To      time.Time `json:"to"`
+	Buckets []Figures `json:"buckets"`
+	Total   Figures   `json:"total"` // from the summed times and counts of every bucket
+}
+
+// equipmentOf is the SQL that selects the equipment codes of a scope.
+var equipmentOf = map[string]string{
+	"equipment": `SELECT code FROM equipment WHERE code = $1`,
+	"line": `SELECT e.code FROM equipment e JOIN work_center w ON w.id = e.work_center_id JOIN line l ON l.id = w.line_id
+		WHERE l.code = $1`,
+	"site": `SELECT e.code FROM equipment e JOIN work_center w ON w.id = e.work_center_id JOIN line l ON l.id = w.line_id
+		JOIN area a ON a.id = l.area_id JOIN site s ON s.id = a.site_id WHERE s.code = $1`,
+}
+
+func scopeExists(ctx context.Context, tx pgx.Tx, scope, code string) error {
+	var n int
+	q := map[string]string{"equipment": `SELECT count(*) FROM equipment WHERE code = $1`,
+		"line": `SELECT count(*) FROM line WHERE code = $1`, "site": `SELECT count(*) FROM site WHERE code = $1`}[scope]
+	if err := tx.QueryRow(ctx, q, code).Scan(&n); err != nil {
+		return err
+	}
+	switch {
+	case n == 0:
+		return notFound(fmt.Sprintf("%s %q", scope, code))
+	case n > 1:
+		return &apiError{http.StatusConflict, "ambiguous", fmt.Sprintf("%d %ss have the code %q", n, scope, code)}
+	}
+	return nil
+}
+
+func (s *Server) oee(scope string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		from, to, err := rangeParams(r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		bucket, err := bucketParam(r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		code := r.PathValue("code")
+		resp := OEEResponse{Scope: scope, Code: code, Bucket: bucket, From: from.UTC(), To: to.UTC(), Buckets: []Figures{}}
+		var all []oee.Result
+		err = s.inTenant(r.Context(), false, func(tx pgx.Tx) error {
+			if err := scopeExists(r.Context(), tx, scope, code); err != nil {
+				return err
+			}
+			rows, err := tx.Query(r.Context(), `SELECT starts_at, ends_at, planned_s, run_s, setup_s, breakdown_s, micro_stop_s,
+				idle_s, planned_down_s, not_scheduled_s, unknown_s, ideal_run_s, total_count, good_count, scrap_count, performance
+				FROM oee_window WHERE equipment IN (`+equipmentOf[scope]+`) AND granularity = $2 AND starts_at >= $3 AND starts_at < $4
+				ORDER BY starts_at`, code, bucket, from, to)
+			if err != nil {
+				return err
+			}
+			all, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (oee.Result, error) {
+				var o oee.Result
+				var perf *float64
+				err := row.Scan(&o.Start, &o.End, &o.PlannedS, &o.RunS, &o.SetupS, &o.BreakdownS, &o.MicroStopS, &o.IdleS,
+					&o.PlannedDownS, &o.NotScheduledS, &o.UnknownS, &o.IdealRunS, &o.TotalCount, &o.GoodCount, &o.ScrapCount, &perf)
+				o.HasIdealCycle = perf != nil || o.RunS == 0
+				o.CalendarS = o.PlannedS + o.PlannedDownS + o.NotScheduledS + o.UnknownS
+				return o, err
+			})
+			return err
+		})
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		for i := 0; i < len(all); {
+			j := i
+			for j < len(all) && all[j].Start.Equal(all[i].Start) {
+				j++
+			}
+			resp.Buckets = append(resp.Buckets, figuresOf(oee.Sum(all[i:j]...)))
+			i = j
+		}
+		total := oee.Sum(all...)
+		total.Start, total.End = from, to
+		resp.Total = figuresOf(total)
+		writeJSON(w, http.StatusOK, resp)
+	}
+}
+
+// Equipment is the JSON of one equipment.
+type Equipment struct {
+	Code               string          `json:"code"`
+	Name               string          `json:"name"`
+	Line               string          `json:"line"`
+	Site               string          `json:"site"`
+	IdealCycleTimeS    *float64        `json:"ideal_cycle_time_s"`
+	MicroStopThreshold float64         `json:"micro_stop_threshold_s"`
+	Attributes         json.RawMessage `json:"attributes,omitempty"`
+}
+
+const equipmentSQL = `SELECT e.code, e.name, l.code, s.code, e.ideal_cycle_time_s, e.micro_stop_threshold_s, e.attributes
+	FROM equipment e JOIN work_center w ON w.id = e.work_center_id JOIN line l ON l.id = w.line_id
+	JOIN area a ON a.id = l.area_id JOIN site s ON s.id = a.site_id`
+
+func scanEquipment(row pgx.CollectableRow) (Equipment, error) {
+	var e Equipment
+	var attrs []byte
+	err := row.Scan(&e.Code, &e.Name, &e.Line, &e.Site, &e.IdealCycleTimeS, &e.MicroStopThreshold, &attrs)
+	if len(attrs) > 0 {
+		e.Attributes = attrs
+	}
+	return e, err
+}
+
+func (s *Server) listEquipment(w http.ResponseWriter, r *http.Request) {
+	var out []Equipment
+	err := s.inTenant(r.Context(), false, func(tx pgx.Tx) error {
+		rows, err := tx.Query(r.Context(), equipmentSQL+` ORDER BY s.code, l.code, e.code`)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, scanEquipment)
+		return err
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if out == nil {
+		out = []Equipment{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"equipment": out})
+}
+
+// patchEquipment changes what OEE needs of an equipment, and audits the change.
+func (s *Server) patchEquipment(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		IdealCycleTimeS    *float64 `json:"ideal_cycle_time_s"`
+		MicroStopThreshold *float64 `json:"micro_stop_threshold_s"`
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<16))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		s.fail(w, r, &apiError{http.StatusBadRequest, "bad_body", "body: " + err.Error()})
+		return
+	}
+	if body.IdealCycleTimeS != nil && !(*body.IdealCycleTimeS > 0) {
+		s.fail(w, r, badParam("ideal_cycle_time_s", "%v: must be more than 0", *body.IdealCycleTimeS))
+		return
+	}
+	if body.MicroStopThreshold != nil && !(*body.MicroStopThreshold >= 0) {
+		s.fail(w, r, badParam("micro_stop_threshold_s", "%v: must be 0 or more", *body.MicroStopThreshold))
+		return
+	}
+	code := r.PathValue("code")
+	p := r.Context().Value(principalKey).(principal)
+	var after Equipment
+	err := s.inTenant(r.Context(), true, func(tx pgx.Tx) error {
+		rows, err := tx.Query(r.Context(), equipmentSQL+` WHERE e.code = $1 FOR UPDATE OF e`, code)
+		if err != nil {
+			return err
+		}
+		before, err := pgx.CollectOneRow(rows, scanEquipment)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return notFound(fmt.Sprintf("equipment %q", code))
+		}
+		if err != nil {
+			return err
+		}
+		after = before
+		if body.IdealCycleTimeS != nil {
+			after.IdealCycleTimeS = body.IdealCycleTimeS
+		}
+		if body.MicroStopThreshold != nil {
+			after.MicroStopThreshold = *body.MicroStopThreshold
+		}
+		if _, err := tx.Exec(r.Context(), `UPDATE equipment SET ideal_cycle_time_s = $2, micro_stop_threshold_s = $3, updated_at = now()
+			WHERE code = $1`, code, after.IdealCycleTimeS, after.MicroStopThreshold); err != nil {
+			return err
+		}
+		_, err = tx.Exec(r.Context(), `INSERT INTO audit_log (tenant_id, actor, action, entity, entity_id, before, after)
+			VALUES ($1, $2, 'update', 'equipment', $3, $4, $5)`, p.tenant, p.actor, code, before, after)
+		return err
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, after)
+}
+
+// intervals returns the equipment's state intervals clipped to [from, to).
+func (s *Server) intervals(ctx context.Context, tx pgx.Tx, code string, from, to time.Time) ([]oee.StateInterval, error) {
+	if err := scopeExists(ctx, tx, "equipment", code); err != nil {
+		return nil, err
+	}
+	rows, err := tx.Query(ctx, `
+		(SELECT ts, category, reason_code FROM state_observation
+		 WHERE equipment = $1 AND ts < $2 AND ts >= $2 - $4::interval ORDER BY ts DESC LIMIT 1)
+		UNION ALL
+		SELECT ts, category, reason_code FROM state_observation WHERE equipment = $1 AND ts >= $2 AND ts < $3`,
+		code, from, to, s.d.MaxGap)
+	if err != nil {
+		return nil, err
+	}
+	obs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (oee.Observation, error) {
+		var o oee.Observation
+		var cat int16
+		var reason int64
+		err := row.Scan(&o.TS, &cat, &reason)
+		o.State, o.Reason = schemas.StateCategory(cat), uint32(reason)
+		return o, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []oee.StateInterval
+	for _, iv := range oee.Intervals(obs, s.d.MaxGap) {
+		if iv.Start.Before(from) {
+			iv.Start = from
+		}
+		if iv.End.After(to) {
+			iv.End = to
+		}
+		if iv.End.After(iv.Start) {
+			out = append(out, iv)
+		}
+	}
+	return out, nil
+}
+
+// Interval is the JSON of one stretch of the state timeline.
+type Interval struct {
+	Start  time.Time `json:"start"`
+	End    time.Time `json:"end"`
+	State  string    `json:"state"`
+	Reason uint32    `json:"reason"`
+}
+
+func (s *Server) timeline(w http.ResponseWriter, r *http.Request) {
+	from, to, err := rangeParams(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := []Interval{}
+	err = s.inTenant(r.Context(), false, func(tx pgx.Tx) error {
+		ivs, err := s.intervals(r.Context(), tx, r.PathValue("code"), from, to)
+		for _, iv := range ivs {
+			out = append(out, Interval{iv.Start.UTC(), iv.End.UTC(), iv.State.String(), iv.Reason})
+		}
+		return err
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"equipment": r.PathValue("code"), "from": from.UTC(), "to": to.UTC(), "intervals": out})
+}
+
+// DowntimeReason is one bar of the downtime Pareto.
+type DowntimeReason struct {
+	State     string  `json:"state"`
+	Reason    uint32  `json:"reason"`
+	DurationS float64 `json:"duration_s"`
+	Count     int     `json:"count"`
+}
+
+func (s *Server) downtime(w http.ResponseWriter, r *http.Request) {
+	from, to, err := rangeParams(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	type key struct {
+		state  schemas.StateCategory
+		reason uint32
+	}
+	agg := map[key]*DowntimeReason{}
+	err = s.inTenant(r.Context(), false, func(tx pgx.Tx) error {
+		ivs, err := s.intervals(r.Context(), tx, r.PathValue("code"), from, to)
+		for _, iv := range ivs {
+			if iv.State == schemas.StateRunning || iv.State == schemas.StateUnknown {
+				continue
+			}
+			k := key{iv.State, iv.Reason}
+			if agg[k] == nil {
+				agg[k] = &DowntimeReason{State: iv.State.String(), Reason: iv.Reason}
+			}
+			agg[k].DurationS += iv.End.Sub(iv.Start).Seconds()
+			agg[k].Count++
+		}
+		return err
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := []DowntimeReason{}
+	for _, v := range agg {
+		out = append(out, *v)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].DurationS != out[j].DurationS {
+			return out[i].DurationS > out[j].DurationS
+		}
+		return out[i].State+fmt.Sprint(out[i].Reason) < out[j].State+fmt.Sprint(out[j].Reason)
+	})
+	writeJSON(w, http.StatusOK, map[string]any{"equipment": r.PathValue("code"), "from": from.UTC(), "to": to.UTC(), "reasons": out})
+}
+
+// CountBucket is the part counts of one bucket.
+type CountBucket struct {
+	Start      time.Time `json:"start"`
+	End        time.Time `json:"end"`
+	TotalCount int64     `json:"total_count"`
+	GoodCount  int64     `json:"good_count"`
+	ScrapCount int64     `json:"scrap_count"`
+}
+
+func (s *Server) counts(w http.ResponseWriter, r *http.Request) {
+	from, to, err := rangeParams(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	bucket, err := bucketParam(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var out []CountBucket
+	err = s.inTenant(r.Context(), false, func(tx pgx.Tx) error {
+		if err := scopeExists(r.Context(), tx, "equipment", r.PathValue("code")); err != nil {
+			return err
+		}
+		rows, err := tx.Query(r.Context(), `SELECT starts_at, ends_at, total_count, good_count, scrap_count FROM oee_window
+			WHERE equipment = $1 AND granularity = $2 AND starts_at >= $3 AND starts_at < $4 ORDER BY starts_at`,
+			r.PathValue("code"), bucket, from, to)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, pgx.RowToStructByPos[CountBucket])
+		return err
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if out == nil {
+		out = []CountBucket{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"equipment": r.PathValue("code"), "bucket": bucket, "counts": out})
+}

@@ -1,0 +1,43 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	requests  *prometheus.CounterVec
+	latency   prometheus.Histogram
+	fallbacks prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "takt_api_requests_total", Help: "HTTP requests by status code."}, []string{"code"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "takt_api_request_seconds", Help: "HTTP request latency.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		fallbacks: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_api_replica_fallbacks_total", Help: "Reads sent to the primary because a replica failed."}),
+	}
+	reg.MustRegister(m.requests, m.latency, m.fallbacks)
+	return m
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) { w.code = code; w.ResponseWriter.WriteHeader(code) }
+
+func (m *metrics) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		m.requests.WithLabelValues(strconv.Itoa(sw.code)).Inc()
+		m.latency.Observe(time.Since(start).Seconds())
+	})
+}

@@ -1,0 +1,37 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// routes is the whole HTTP surface.
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(openapi)
+	})
+	mux.HandleFunc("GET /api/v1/equipment", s.auth(s.listEquipment))
+	mux.HandleFunc("PATCH /api/v1/equipment/{code}", s.auth(s.patchEquipment))
+	mux.HandleFunc("GET /api/v1/equipment/{code}/oee", s.auth(s.oee("equipment")))
+	mux.HandleFunc("GET /api/v1/lines/{code}/oee", s.auth(s.oee("line")))
+	mux.HandleFunc("GET /api/v1/sites/{code}/oee", s.auth(s.oee("site")))
+	mux.HandleFunc("GET /api/v1/equipment/{code}/timeline", s.auth(s.timeline))
+	mux.HandleFunc("GET /api/v1/equipment/{code}/downtime", s.auth(s.downtime))
+	mux.HandleFunc("GET /api/v1/equipment/{code}/counts", s.auth(s.counts))
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		s.fail(w, r, &apiError{http.StatusNotFound, "not_found", "no such endpoint: " + r.Method + " " + r.URL.Path})
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.d.Registry, promhttp.HandlerOpts{Registry: s.d.Registry}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.d.Primary.Ping(r.Context()); err != nil {
+			http.Error(w, "database: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	return s.m.instrument(mux)
+}

@@ -1,0 +1,200 @@
+// Package server is Takt's HTTP API: OEE and the facts behind it, per equipment,
+// line and site, under /api/v1, described by /api/v1/openapi.json.
+//
+// Contract: every /api/v1 request needs a bearer token; the token decides the
+// tenant. Each request runs in one transaction as the role takt_app with the tenant
+// set locally (set_config(..., true)), so row-level security applies and a
+// cross-tenant request finds nothing (404). Reads go to a read replica when any is
+// configured, and to the primary when the replica cannot be reached. Errors are JSON
+// {"error": {"code", "message"}}; a bad parameter gets 400 naming it. Times are
+// RFC 3339 in and out.
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+//go:embed openapi.json
+var openapi []byte
+
+// Deps are what the server needs.
+type Deps struct {
+	Primary  *pgxpool.Pool   // as the tables' owner; requests switch to takt_app
+	Replicas []*pgxpool.Pool // read-only copies; may be empty
+	Log      *slog.Logger
+	Registry *prometheus.Registry
+	Now      func() time.Time
+	MaxGap   time.Duration // how long a state sample holds (as the aggregator's max_gap)
+}
+
+// Server serves the API.
+type Server struct {
+	d       Deps
+	next    atomic.Uint64 // round robin over replicas
+	tokens  sync.Map      // sha256 → cachedToken
+	m       *metrics
+	handler http.Handler
+}
+
+type cachedToken struct {
+	tenant, name string
+	until        time.Time
+}
+
+// New builds the server.
+func New(d Deps) *Server {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.MaxGap == 0 {
+		d.MaxGap = time.Minute
+	}
+	if d.Registry == nil {
+		d.Registry = prometheus.NewRegistry()
+	}
+	s := &Server{d: d, m: newMetrics(d.Registry)}
+	s.handler = s.routes()
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// apiError is an error with an HTTP status and a machine-readable code.
+type apiError struct {
+	status  int
+	code    string
+	message string
+}
+
+func (e *apiError) Error() string { return e.message }
+
+func badParam(name, format string, args ...any) error {
+	return &apiError{http.StatusBadRequest, "bad_parameter", name + ": " + fmt.Sprintf(format, args...)}
+}
+
+func notFound(what string) error {
+	return &apiError{http.StatusNotFound, "not_found", what + " not found"}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		s.d.Log.Error("request failed", "path", r.URL.Path, "err", err)
+		ae = &apiError{http.StatusInternalServerError, "internal", "internal error"}
+		var pg *pgconn.PgError
+		if errors.As(err, &pg) && pg.Code == "57014" {
+			ae = &apiError{http.StatusServiceUnavailable, "timeout", "the query took too long"}
+		}
+	}
+	writeJSON(w, ae.status, map[string]any{"error": map[string]string{"code": ae.code, "message": ae.message}})
+}
+
+type ctxKey int
+
+const principalKey ctxKey = 0
+
+// principal is who a request is from.
+type principal struct{ tenant, actor string }
+
+// auth resolves the bearer token to a tenant, or answers 401.
+func (s *Server) auth(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		const prefix = "Bearer "
+		h := r.Header.Get("Authorization")
+		if len(h) <= len(prefix) || h[:len(prefix)] != prefix {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="takt"`)
+			s.fail(w, r, &apiError{http.StatusUnauthorized, "unauthorized", "a bearer token is required"})
+			return
+		}
+		p, err := s.lookup(r.Context(), h[len(prefix):])
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		next(w, r.WithContext(context.WithValue(r.Context(), principalKey, p)))
+	}
+}
+
+func (s *Server) lookup(ctx context.Context, token string) (principal, error) {
+	sum := sha256.Sum256([]byte(token))
+	if c, ok := s.tokens.Load(sum); ok && c.(cachedToken).until.After(s.d.Now()) {
+		ct := c.(cachedToken)
+		return principal{ct.tenant, "token:" + ct.name}, nil
+	}
+	var tenant, name string
+	err := s.d.Primary.QueryRow(ctx, `SELECT tenant_id, name FROM api_token WHERE token_hash = $1 AND revoked_at IS NULL`, sum[:]).Scan(&tenant, &name)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return principal{}, &apiError{http.StatusUnauthorized, "unauthorized", "unknown or revoked token"}
+	}
+	if err != nil {
+		return principal{}, err
+	}
+	// Cached briefly: a revocation takes effect within 30 s.
+	s.tokens.Store(sum, cachedToken{tenant, name, s.d.Now().Add(30 * time.Second)})
+	return principal{tenant, "token:" + name}, nil
+}
+
+// inTenant runs fn in a transaction as takt_app with the request's tenant set
+// locally. Reads may go to a replica, falling back to the primary when it fails to
+// connect.
+func (s *Server) inTenant(ctx context.Context, write bool, fn func(pgx.Tx) error) error {
+	p := ctx.Value(principalKey).(principal)
+	run := func(pool *pgxpool.Pool) error {
+		return pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT set_config('role', 'takt_app', true), set_config('app.tenant', $1, true),
+				set_config('statement_timeout', '5s', true)`, p.tenant); err != nil {
+				return err
+			}
+			return fn(tx)
+		})
+	}
+	if write || len(s.d.Replicas) == 0 {
+		return run(s.d.Primary)
+	}
+	replica := s.d.Replicas[s.next.Add(1)%uint64(len(s.d.Replicas))]
+	err := run(replica)
+	var ae *apiError
+	if err != nil && !errors.As(err, &ae) && isConnError(err) {
+		s.m.fallbacks.Inc()
+		s.d.Log.Warn("read replica failed; reading from the primary", "err", err)
+		return run(s.d.Primary)
+	}
+	return err
+}
+
+// isConnError reports whether err means the server could not be used at all (as
+// opposed to a query it refused).
+func isConnError(err error) bool {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return pg.Code[:2] == "08" || pg.Code == "57P01" || pg.Code == "57P03" // connection exception, admin shutdown, cannot connect now
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) || pgconn.SafeToRetry(err) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne)
+}

@@ -1,0 +1,270 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"takt.dev/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+var h6 = time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)
+
+// fixture: tenants a and b; a has line-1 with filler-1 and capper-1 and two hours of
+// windows each; b has its own filler-1. Tokens "tok-a" and "tok-b".
+func fixture(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	pool := testkit.NewDatabase(t).Pool(t)
+	ctx := context.Background()
+	for _, tn := range []string{"a", "b"} {
+		_, err := pool.Exec(ctx, `
+WITH tn AS (INSERT INTO tenant VALUES ($1, $1) RETURNING tenant_id),
+s AS (INSERT INTO site (tenant_id, code, name, time_zone) SELECT tenant_id, 'lyon', 'Lyon', 'UTC' FROM tn RETURNING tenant_id, id),
+ar AS (INSERT INTO area (tenant_id, site_id, code, name) SELECT tenant_id, id, 'pack', 'Pack' FROM s RETURNING tenant_id, id),
+l AS (INSERT INTO line (tenant_id, area_id, code, name) SELECT tenant_id, id, 'line-1', 'L1' FROM ar RETURNING tenant_id, id),
+w AS (INSERT INTO work_center (tenant_id, line_id, code, name) SELECT tenant_id, id, 'wc', 'WC' FROM l RETURNING tenant_id, id)
+INSERT INTO equipment (tenant_id, work_center_id, code, name, ideal_cycle_time_s)
+SELECT tenant_id, id, c, c, 1.0 FROM w, unnest(CASE WHEN $1 = 'a' THEN ARRAY['filler-1','capper-1'] ELSE ARRAY['filler-1'] END) AS c`, tn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256([]byte("tok-" + tn))
+		if _, err := pool.Exec(ctx, `INSERT INTO api_token (tenant_id, name, token_hash) VALUES ($1, 'test-'||$1, $2)`, tn, sum[:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// a/filler-1: 06:00 planned 3600 run 3000, 2700 parts, 2673 good; 07:00 planned 3600 run 3600, 3600 parts, all good.
+	// a/capper-1: 06:00 planned 1800 run 900, 900 parts, 800 good.
+	// b/filler-1: 06:00 perfect.
+	for _, w := range []struct {
+		tenant, eq              string
+		start                   time.Time
+		planned, run, breakdown float64
+		total, good             int64
+	}{
+		{"a", "filler-1", h6, 3600, 3000, 600, 2700, 2673},
+		{"a", "filler-1", h6.Add(time.Hour), 3600, 3600, 0, 3600, 3600},
+		{"a", "capper-1", h6, 1800, 900, 900, 900, 800},
+		{"b", "filler-1", h6, 3600, 3600, 0, 3600, 3600},
+	} {
+		a, p, q := w.run/w.planned, float64(w.total)/w.run, float64(w.good)/float64(w.total)
+		_, err := pool.Exec(ctx, `INSERT INTO oee_window (tenant_id, equipment, granularity, starts_at, ends_at, planned_s, run_s,
+			breakdown_s, not_scheduled_s, ideal_run_s, total_count, good_count, scrap_count, availability, performance, quality, oee)
+			VALUES ($1, $2, 'hour', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+			w.tenant, w.eq, w.start, w.start.Add(time.Hour), w.planned, w.run, w.breakdown, 3600-w.planned, float64(w.total),
+			w.total, w.good, w.total-w.good, a, p, q, a*p*q)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, st := range []int{1, 1, 3, 3, 1} { // running, then a 2-minute stop with reason 101, then running
+		_, err := pool.Exec(ctx, `INSERT INTO state_observation (tenant_id, equipment, ts, category, reason_code) VALUES ('a', 'filler-1', $1, $2, $3)`,
+			h6.Add(time.Duration(i)*time.Minute), st, map[int]int{1: 0, 3: 101}[st])
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return pool
+}
+
+func newServer(t *testing.T, pool *pgxpool.Pool, replicas ...*pgxpool.Pool) (*Server, *httptest.Server) {
+	t.Helper()
+	s := New(Deps{Primary: pool, Replicas: replicas, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry()})
+	ts := httptest.NewServer(s)
+	t.Cleanup(ts.Close)
+	return s, ts
+}
+
+func call(t *testing.T, ts *httptest.Server, method, token, path, body string, out any) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, ts.URL+path, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: %s: %v", method, path, b, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+type errBody struct {
+	Error struct{ Code, Message string }
+}
+
+func TestAuthAndTenancy(t *testing.T) {
+	_, ts := newServer(t, fixture(t))
+	var e errBody
+	if code := call(t, ts, "GET", "", "/api/v1/equipment", "", &e); code != 401 || e.Error.Code != "unauthorized" {
+		t.Fatalf("no token: %d %+v", code, e)
+	}
+	if code := call(t, ts, "GET", "tok-nobody", "/api/v1/equipment", "", &e); code != 401 {
+		t.Fatalf("unknown token: %d", code)
+	}
+	var list struct{ Equipment []Equipment }
+	if code := call(t, ts, "GET", "tok-a", "/api/v1/equipment", "", &list); code != 200 || len(list.Equipment) != 2 {
+		t.Fatalf("tenant a's equipment: %d %+v", code, list)
+	}
+	if code := call(t, ts, "GET", "tok-b", "/api/v1/equipment", "", &list); code != 200 || len(list.Equipment) != 1 {
+		t.Fatalf("tenant b's equipment: %d %+v", code, list)
+	}
+	// b cannot see a's capper, even by name.
+	if code := call(t, ts, "GET", "tok-b", "/api/v1/equipment/capper-1/oee?from=2026-11-25T00:00:00Z&to=2026-11-26T00:00:00Z", "", &e); code != 404 {
+		t.Fatalf("cross-tenant: %d %+v", code, e)
+	}
+}
+
+func TestOEEFromSums(t *testing.T) {
+	_, ts := newServer(t, fixture(t))
+	var r OEEResponse
+	q := "?from=2026-11-25T06:00:00Z&to=2026-11-25T08:00:00Z&bucket=hour"
+	if code := call(t, ts, "GET", "tok-a", "/api/v1/equipment/filler-1/oee"+q, "", &r); code != 200 || len(r.Buckets) != 2 {
+		t.Fatalf("%d %+v", code, r)
+	}
+	near := func(name string, got *float64, want float64) {
+		t.Helper()
+		if got == nil || math.Abs(*got-want) > 1e-9 {
+			t.Fatalf("%s = %v, want %v", name, got, want)
+		}
+	}
+	near("hour 6 availability", r.Buckets[0].Availability, 3000.0/3600)
+	near("total availability", r.Total.Availability, 6600.0/7200)
+	near("total performance", r.Total.Performance, 6300.0/6600)
+	near("total quality", r.Total.Quality, 6273.0/6300)
+	near("total OEE", r.Total.OEE, 6600.0/7200*6300.0/6600*6273.0/6300)
+	if r.Total.TotalCount != 6300 || r.Total.Losses.BreakdownS != 600 {
+		t.Fatalf("total %+v", r.Total)
+	}
+
+	// The line sums its equipment per bucket: 06:00 has filler (3600 planned) and
+	// capper (1800 planned): A = 3900 / 5400, not the average of 0.833 and 0.5.
+	if code := call(t, ts, "GET", "tok-a", "/api/v1/lines/line-1/oee"+q, "", &r); code != 200 || len(r.Buckets) != 2 {
+		t.Fatalf("line: %d %+v", code, r)
+	}
+	near("line 06:00 availability", r.Buckets[0].Availability, 3900.0/5400)
+	near("line 06:00 quality", r.Buckets[0].Quality, (2673.0+800)/(2700+900))
+	if code := call(t, ts, "GET", "tok-a", "/api/v1/sites/lyon/oee"+q, "", &r); code != 200 || r.Total.TotalCount != 7200 {
+		t.Fatalf("site: %d %+v", code, r.Total)
+	}
+}
+
+func TestBadParametersAreNamed(t *testing.T) {
+	_, ts := newServer(t, fixture(t))
+	for path, param := range map[string]string{
+		"/api/v1/equipment/filler-1/oee?to=2026-11-25T08:00:00Z":                                         "from",
+		"/api/v1/equipment/filler-1/oee?from=yesterday&to=2026-11-25T08:00:00Z":                          "from",
+		"/api/v1/equipment/filler-1/oee?from=2026-11-25T08:00:00Z&to=2026-11-25T06:00:00Z":               "to",
+		"/api/v1/equipment/filler-1/oee?from=2026-11-25T06:00:00Z&to=2026-11-25T08:00:00Z&bucket=minute": "bucket",
+		"/api/v1/equipment/filler-1/oee?from=2020-01-01T00:00:00Z&to=2026-11-25T08:00:00Z":               "to",
+	} {
+		var e errBody
+		if code := call(t, ts, "GET", "tok-a", path, "", &e); code != 400 || !strings.HasPrefix(e.Error.Message, param+":") {
+			t.Errorf("%s: %d %+v, want 400 naming %s", path, code, e, param)
+		}
+	}
+	var e errBody
+	if code := call(t, ts, "GET", "tok-a", "/api/v1/nothing", "", &e); code != 404 || e.Error.Code != "not_found" {
+		t.Fatalf("unknown endpoint: %d %+v", code, e)
+	}
+}
+
+func TestPatchIsAudited(t *testing.T) {
+	pool := fixture(t)
+	_, ts := newServer(t, pool)
+	var eq Equipment
+	if code := call(t, ts, "PATCH", "tok-a", "/api/v1/equipment/filler-1", `{"ideal_cycle_time_s": 0.8}`, &eq); code != 200 || *eq.IdealCycleTimeS != 0.8 {
+		t.Fatalf("%d %+v", code, eq)
+	}
+	var actor, before, after string
+	err := pool.QueryRow(context.Background(), `SELECT actor, before->>'ideal_cycle_time_s', after->>'ideal_cycle_time_s' FROM audit_log
+		WHERE entity = 'equipment' AND entity_id = 'filler-1' AND tenant_id = 'a'`).Scan(&actor, &before, &after)
+	if err != nil || actor != "token:test-a" || before != "1" || after != "0.8" {
+		t.Fatalf("audit: %q %q %q %v", actor, before, after, err)
+	}
+	var e errBody
+	if code := call(t, ts, "PATCH", "tok-a", "/api/v1/equipment/filler-1", `{"ideal_cycle_time_s": -1}`, &e); code != 400 || !strings.HasPrefix(e.Error.Message, "ideal_cycle_time_s:") {
+		t.Fatalf("negative: %d %+v", code, e)
+	}
+	if code := call(t, ts, "PATCH", "tok-b", "/api/v1/equipment/capper-1", `{"ideal_cycle_time_s": 2}`, &e); code != 404 {
+		t.Fatalf("cross-tenant patch: %d", code)
+	}
+}
+
+func TestTimelineAndPareto(t *testing.T) {
+	_, ts := newServer(t, fixture(t))
+	var tl struct{ Intervals []Interval }
+	q := "?from=2026-11-25T06:00:00Z&to=2026-11-25T07:00:00Z"
+	if code := call(t, ts, "GET", "tok-a", "/api/v1/equipment/filler-1/timeline"+q, "", &tl); code != 200 || len(tl.Intervals) != 3 {
+		t.Fatalf("timeline %d %+v", code, tl)
+	}
+	if iv := tl.Intervals[1]; iv.State != "STOPPED_UNPLANNED" || iv.Reason != 101 || iv.End.Sub(iv.Start) != 2*time.Minute {
+		t.Fatalf("the stop: %+v", iv)
+	}
+	var p struct{ Reasons []DowntimeReason }
+	if code := call(t, ts, "GET", "tok-a", "/api/v1/equipment/filler-1/downtime"+q, "", &p); code != 200 || len(p.Reasons) != 1 || p.Reasons[0].DurationS != 120 {
+		t.Fatalf("pareto %d %+v", code, p)
+	}
+	var c struct{ Counts []CountBucket }
+	if code := call(t, ts, "GET", "tok-a", "/api/v1/equipment/filler-1/counts?from=2026-11-25T00:00:00Z&to=2026-11-26T00:00:00Z", "", &c); code != 200 || len(c.Counts) != 2 || c.Counts[0].ScrapCount != 27 {
+		t.Fatalf("counts %d %+v", code, c)
+	}
+}
+
+// A replica that cannot be reached does not fail reads: they go to the primary.
+func TestReplicaFallback(t *testing.T) {
+	pool := fixture(t)
+	port, _ := testkit.FreePort()
+	dead, err := pgxpool.New(context.Background(), fmt.Sprintf("postgres://x@127.0.0.1:%d/x?connect_timeout=1", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	s, ts := newServer(t, pool, dead)
+	var list struct{ Equipment []Equipment }
+	if code := call(t, ts, "GET", "tok-a", "/api/v1/equipment", "", &list); code != 200 || len(list.Equipment) != 2 {
+		t.Fatalf("%d %+v", code, list)
+	}
+	if n := testutil.ToFloat64(s.m.fallbacks); n != 1 {
+		t.Fatalf("fallbacks = %v", n)
+	}
+}
+
+func TestOpenAPIDocument(t *testing.T) {
+	_, ts := newServer(t, fixture(t))
+	var doc struct {
+		OpenAPI string         `json:"openapi"`
+		Paths   map[string]any `json:"paths"`
+	}
+	if code := call(t, ts, "GET", "", "/api/v1/openapi.json", "", &doc); code != 200 || doc.OpenAPI != "3.1.0" {
+		t.Fatalf("%d %+v", code, doc)
+	}
+	// Every route under /api/v1 is documented.
+	for _, p := range []string{"/equipment", "/equipment/{code}", "/equipment/{code}/oee", "/lines/{code}/oee", "/sites/{code}/oee",
+		"/equipment/{code}/timeline", "/equipment/{code}/downtime", "/equipment/{code}/counts"} {
+		if doc.Paths[p] == nil {
+			t.Errorf("openapi.json lacks %s", p)
+		}
+	}
+}
