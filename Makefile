@@ -35,7 +35,7 @@ fuzz:
 # The pipeline with embedded defaults; Ctrl-C stops it.
 demo: deps
 	@mkdir -p bin
-	$(GO) build -o bin/ ./testkit/cmd/takt-demo ./edge-agent/cmd/plcsim ./edge-agent/cmd/takt-agent ./ingest/cmd/takt-ingest ./aggregator/cmd/takt-aggregator
+	$(GO) build -o bin/ ./testkit/cmd/takt-demo ./edge-agent/cmd/plcsim ./edge-agent/cmd/takt-agent ./ingest/cmd/takt-ingest ./aggregator/cmd/takt-aggregator ./api/cmd/takt-api
 	@./bin/takt-demo -bin ./bin
 
 tidy:

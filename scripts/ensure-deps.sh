@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what `make test` and `make demo` need on a fresh Debian machine:
-# PostgreSQL server binaries (initdb, postgres), Mosquitto, and Node.js with npm,
-# through apt-get when missing. Go itself must already be installed (go 1.26).
+# PostgreSQL server binaries (initdb, postgres), Mosquitto, Node.js with npm, and
+# Chromium, through apt-get when missing. Go itself must already be installed (go 1.26).
 set -euo pipefail
 
 missing=()
@@ -10,6 +10,10 @@ if ! command -v initdb >/dev/null 2>&1 && ! compgen -G '/usr/lib/postgresql/*/bi
 fi
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
   missing+=(mosquitto)
+fi
+# Chromium: the dashboard test drives it headless.
+if ! command -v chromium >/dev/null 2>&1; then
+  missing+=(chromium)
 fi
 # Node.js and npm: the OPC UA security tests run an independent server (node-opcua).
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

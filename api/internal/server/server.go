@@ -33,6 +33,9 @@ import (
 //go:embed openapi.json
 var openapi []byte
 
+//go:embed dashboard.html
+var dashboard []byte
+
 // Deps are what the server needs.
 type Deps struct {
 	Primary  *pgxpool.Pool   // as the tables' owner; requests switch to takt_app

@@ -41,11 +41,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	fs := flag.NewFlagSet("takt-demo", flag.ContinueOnError)
-	bin := fs.String("bin", "bin", "directory of plcsim, takt-agent and takt-ingest")
+	bin := fs.String("bin", "bin", "directory of plcsim, takt-agent, takt-ingest, takt-aggregator and takt-api")
+	apiAddr := fs.String("api", "127.0.0.1:8080", "where the API listens")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	for _, b := range []string{"plcsim", "takt-agent", "takt-ingest", "takt-aggregator"} {
+	for _, b := range []string{"plcsim", "takt-agent", "takt-ingest", "takt-aggregator", "takt-api"} {
 		if _, err := os.Stat(filepath.Join(*bin, b)); err != nil {
 			return fmt.Errorf("%s: %w (make demo builds it)", b, err)
 		}
@@ -132,28 +133,35 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := start("takt-aggregator", []string{"DATABASE_URL=" + dbURL, "TAKT_KAFKA_BROKERS=" + strings.Join(kf.Brokers(), ",")}, "run"); err != nil {
 		return err
 	}
+	tokenOut, err := exec.CommandContext(ctx, filepath.Join(*bin, "takt-api"), "token", "create", "-tenant", "acme", "-name", "demo").Output()
+	if err != nil {
+		return fmt.Errorf("takt-api token create: %w", err)
+	}
+	token := strings.TrimSpace(string(tokenOut))
+	if err := start("takt-api", []string{"DATABASE_URL=" + dbURL, "TAKT_HTTP_ADDR=" + *apiAddr}, "serve"); err != nil {
+		return err
+	}
 
 	demo := schemas.Path{Tenant: "acme", Site: "lyon", Area: "packaging", Line: "line-1", Equipment: "filler-1"}
-	fmt.Fprintf(out, `
-Takt demo is running:
-  plcsim        a packaging line of 3 machines (filler-1, capper-1, labeler-1) in real time, Modbus TCP
-  takt-agent    polls them every second, publishes to MQTT (metrics http://127.0.0.1:9103/metrics)
-  Mosquitto     %s   (topics like %s)
-  takt-ingest   bridge MQTT -> Kafka and sink Kafka -> PostgreSQL (metrics http://127.0.0.1:9102/metrics)
-  takt-aggregator  states and counts -> OEE windows in PostgreSQL (metrics http://127.0.0.1:9104/metrics)
-  Kafka         %s   topics %s, %s, %s
-  PostgreSQL    %s
-
-Not yet part of the pipeline (open issue): the api and the dashboard.
-
-Try:  psql '%s' -c 'SELECT equipment, tag, ts, value, text_value FROM samples ORDER BY ts DESC LIMIT 10'
-      psql '%s' -c "SELECT equipment, starts_at, run_s, total_count, round(oee::numeric, 3) AS oee FROM oee_window WHERE granularity = 'hour' ORDER BY starts_at DESC, equipment"
-      kcat -b %s -t %s -C -o -3 -e
-      mosquitto_sub -p %d -t 'takt/#' -C 1
-Logs: %s. Ctrl-C stops everything.
-
-`, mq.URL(), demo.Topic(), kf.Brokers()[0], schemas.KafkaSamples, schemas.KafkaEvents, schemas.KafkaDeadLetter,
-		dbURL, dbURL, dbURL, kf.Brokers()[0], schemas.KafkaEvents, mq.Port, logs)
+	dayStart := time.Now().UTC().Truncate(24 * time.Hour)
+	kb := kf.Brokers()[0]
+	fmt.Fprintf(out, "\nTakt demo is running:\n")
+	fmt.Fprintf(out, "  plcsim           a packaging line of 3 machines (filler-1, capper-1, labeler-1) in real time, Modbus TCP\n")
+	fmt.Fprintf(out, "  takt-agent       polls them every second, publishes to MQTT (metrics http://127.0.0.1:9103/metrics)\n")
+	fmt.Fprintf(out, "  Mosquitto        %s (topics like %s)\n", mq.URL(), demo.Topic())
+	fmt.Fprintf(out, "  takt-ingest      bridge MQTT -> Kafka, sink Kafka -> PostgreSQL (metrics http://127.0.0.1:9102/metrics)\n")
+	fmt.Fprintf(out, "  Kafka            %s, topics %s, %s, %s\n", kb, schemas.KafkaSamples, schemas.KafkaEvents, schemas.KafkaDeadLetter)
+	fmt.Fprintf(out, "  takt-aggregator  states and counts -> OEE windows (metrics http://127.0.0.1:9104/metrics)\n")
+	fmt.Fprintf(out, "  PostgreSQL       %s\n", dbURL)
+	fmt.Fprintf(out, "  takt-api         http://%s/api/v1/ (OpenAPI: /api/v1/openapi.json)\n\n", *apiAddr)
+	fmt.Fprintf(out, "Dashboard:  http://%s/#token=%s\n", *apiAddr, token)
+	fmt.Fprintf(out, "API token (tenant acme):  %s\n\n", token)
+	fmt.Fprintf(out, "Try:  curl -H 'Authorization: Bearer %s' 'http://%s/api/v1/lines/line-1/oee?bucket=hour&from=%s&to=%s'\n",
+		token, *apiAddr, dayStart.Format(time.RFC3339), dayStart.Add(24*time.Hour).Format(time.RFC3339))
+	fmt.Fprintf(out, "      psql '%s' -c 'SELECT equipment, tag, ts, value, text_value FROM samples ORDER BY ts DESC LIMIT 10'\n", dbURL)
+	fmt.Fprintf(out, "      kcat -b %s -t %s -C -o -3 -e\n", kb, schemas.KafkaEvents)
+	fmt.Fprintf(out, "      mosquitto_sub -p %d -t 'takt/#' -C 1\n", mq.Port)
+	fmt.Fprintf(out, "Logs: %s. Ctrl-C stops everything.\n\n", logs)
 
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
