@@ -133,8 +133,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := start("takt-aggregator", []string{"DATABASE_URL=" + dbURL, "TAKT_KAFKA_BROKERS=" + strings.Join(kf.Brokers(), ",")}, "run"); err != nil {
 		return err
 	}
-	tokenOut, err := exec.CommandContext(ctx, filepath.Join(*bin, "takt-api"), "token", "create", "-tenant", "acme", "-name", "demo").Output()
+	tokenCmd := exec.CommandContext(ctx, filepath.Join(*bin, "takt-api"), "token", "create", "-tenant", "acme", "-name", "demo")
+	tokenCmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL)
+	tokenOut, err := tokenCmd.Output()
 	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			err = fmt.Errorf("%w: %s", err, ee.Stderr)
+		}
 		return fmt.Errorf("takt-api token create: %w", err)
 	}
 	token := strings.TrimSpace(string(tokenOut))
