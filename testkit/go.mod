@@ -7,6 +7,7 @@ require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/segmentio/kafka-go v0.4.51
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
+	takt.dev/aggregator v0.0.0-00010101000000-000000000000
 	takt.dev/migrations v0.0.0
 	takt.dev/schemas v0.0.0
 )
@@ -30,6 +31,7 @@ require (
 )
 
 replace (
+	takt.dev/aggregator => ../aggregator
 	takt.dev/migrations => ../migrations
 	takt.dev/schemas => ../schemas
 )

@@ -7,9 +7,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -23,6 +25,37 @@ func main() {
 		fmt.Fprintln(os.Stderr, "plcsim:", err)
 		os.Exit(1)
 	}
+}
+
+// loadScript reads a script: a JSON array of segments with durations as strings.
+func loadScript(path string) ([]plcsim.Segment, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var raw []struct {
+		For, Cycle string
+		State      uint16
+		Reason     uint16
+	}
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, fmt.Errorf("-script %s: %w", path, err)
+	}
+	out := make([]plcsim.Segment, len(raw))
+	for i, r := range raw {
+		d, err := time.ParseDuration(r.For)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("-script %s: segment %d: for %q: want a positive duration", path, i, r.For)
+		}
+		var c time.Duration
+		if r.Cycle != "" {
+			if c, err = time.ParseDuration(r.Cycle); err != nil || c <= 0 {
+				return nil, fmt.Errorf("-script %s: segment %d: cycle %q: want a positive duration", path, i, r.Cycle)
+			}
+		}
+		out[i] = plcsim.Segment{For: d, State: r.State, Reason: r.Reason, Cycle: c}
+	}
+	return out, nil
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -40,6 +73,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	bufferDir := fs.String("buffer-dir", "/var/lib/takt-agent", "buffer directory written into the printed configuration")
 	tenant := fs.String("tenant", "acme", "tenant written into the printed configuration")
 	cfgFile := fs.String("agent-config-file", "", "write the takt-agent configuration to this file once serving")
+	opcuaPort := fs.Int("opcua-port", -1, "also serve OPC UA on this port (0: a free port, -1: not at all)")
+	scriptFile := fs.String("script", "", `a JSON script every machine follows instead of the random line: [{"for": "90m", "state": 1, "reason": 0, "cycle": "500ms"}, ...]`)
+	startAt := fs.String("start", "", "simulated time at the start, RFC 3339 (default: now)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -49,7 +85,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *speed < 1 || *speed > 3600 {
 		return fmt.Errorf("-speed %v: want 1 to 3600", *speed)
 	}
-	line := plcsim.NewLine(plcsim.Config{Seed: *seed, Machines: *machines})
+	lcfg := plcsim.Config{Seed: *seed, Machines: *machines}
+	if *startAt != "" {
+		t, err := time.Parse(time.RFC3339, *startAt)
+		if err != nil {
+			return fmt.Errorf("-start %q: not an RFC 3339 time", *startAt)
+		}
+		lcfg.Start = t
+	}
+	if *scriptFile != "" {
+		script, err := loadScript(*scriptFile)
+		if err != nil {
+			return err
+		}
+		lcfg.Script = script
+	}
+	line := plcsim.NewLine(lcfg)
 	ports := make([]int, *machines)
 	for i := range ports {
 		if *port != 0 {
@@ -61,6 +112,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer srv.Stop()
+	if *opcuaPort >= 0 {
+		port := *opcuaPort
+		if port == 0 {
+			ln, err := net.Listen("tcp", net.JoinHostPort(*host, "0"))
+			if err != nil {
+				return err
+			}
+			port = ln.Addr().(*net.TCPAddr).Port
+			ln.Close()
+		}
+		ua, err := plcsim.ServeOPCUA(line, *host, port, 100*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		defer ua.Stop()
+		fmt.Fprintf(stderr, "plcsim: OPC UA on %s (namespace %s)\n", ua.Endpoint, plcsim.NamespaceURI)
+	}
 	names := make([]string, *machines)
 	for i := range names {
 		names[i] = line.Snapshot(i).Name

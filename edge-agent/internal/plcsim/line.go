@@ -28,6 +28,15 @@ const (
 // Breakdown reason codes.
 var BreakdownReasons = []uint16{101, 102, 103, 104, 105} // jam, motor, sensor, pneumatics, electrical
 
+// Segment is one stretch of a scripted machine: a state (and reason) for a
+// duration, making a part every Cycle while it lasts (0: no parts).
+type Segment struct {
+	For    time.Duration `json:"for"`
+	State  uint16        `json:"state"`
+	Reason uint16        `json:"reason"`
+	Cycle  time.Duration `json:"cycle"`
+}
+
 // Machine is one simulated machine. Read its fields through Line.Snapshot.
 type Machine struct {
 	Name       string
@@ -42,6 +51,8 @@ type Machine struct {
 	Temp       float32 // °C
 	EnergyKWh  float64
 	Lot        string
+	StateSince time.Time     // simulated time of the last state change (an OPC UA source timestamp)
+	CountSince time.Time     // simulated time of the last part
 	stateLeft  time.Duration // time left in a non-running state
 	partClock  time.Duration // time into the current part
 	cycle      time.Duration // current cycle, ideal plus speed loss
@@ -54,6 +65,8 @@ type Line struct {
 	rng      *rand.Rand
 	step     time.Duration
 	elapsed  time.Duration
+	start    time.Time
+	script   []Segment
 	machines []*Machine
 }
 
@@ -62,7 +75,16 @@ type Config struct {
 	Seed     uint64
 	Machines int           // default 3
 	Step     time.Duration // simulation step; default 100ms
+	// Start is the simulated time at the start (default: the real time then).
+	Start time.Time
+	// Script, when given, replaces the random behaviour: every machine follows it,
+	// making a part every segment's Cycle and scrapping every 50th, and after its end
+	// reports state 7 (not scheduled).
+	Script []Segment
 }
+
+// CodeNotScheduled is what a scripted machine reports after its script.
+const CodeNotScheduled = 7
 
 // NewLine builds a line of machines with ideal cycles between 0.4 s and 0.6 s.
 func NewLine(cfg Config) *Line {
@@ -72,7 +94,10 @@ func NewLine(cfg Config) *Line {
 	if cfg.Step <= 0 {
 		cfg.Step = 100 * time.Millisecond
 	}
-	l := &Line{rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x5eed)), step: cfg.Step}
+	if cfg.Start.IsZero() {
+		cfg.Start = time.Now()
+	}
+	l := &Line{rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x5eed)), step: cfg.Step, start: cfg.Start, script: cfg.Script}
 	names := []string{"filler", "capper", "labeler", "packer", "palletizer", "wrapper"}
 	for i := range cfg.Machines {
 		m := &Machine{
@@ -81,6 +106,7 @@ func NewLine(cfg Config) *Line {
 			State:      CodeRunning, Temp: 40, Lot: "LOT-0001",
 		}
 		m.cycle = m.IdealCycle
+		m.StateSince, m.CountSince = cfg.Start, cfg.Start
 		l.machines = append(l.machines, m)
 	}
 	return l
@@ -101,9 +127,56 @@ func (l *Line) Advance(d time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for ; d >= l.step; d -= l.step {
-		l.elapsed += l.step
 		for _, m := range l.machines {
-			l.stepMachine(m)
+			before, count := m.State, m.Total
+			if l.script != nil {
+				l.stepScripted(m)
+			} else {
+				l.stepMachine(m)
+			}
+			if m.State != before {
+				m.StateSince = l.start.Add(l.elapsed)
+			}
+			if m.Total != count {
+				m.CountSince = l.start.Add(l.elapsed + l.step)
+			}
+		}
+		l.elapsed += l.step
+	}
+}
+
+// Now is the simulated time.
+func (l *Line) Now() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.start.Add(l.elapsed)
+}
+
+// stepScripted moves a scripted machine through [elapsed, elapsed+step).
+func (l *Line) stepScripted(m *Machine) {
+	at := l.elapsed
+	seg := Segment{State: CodeNotScheduled}
+	for _, s := range l.script {
+		if at < s.For {
+			seg = s
+			break
+		}
+		at -= s.For
+	}
+	m.State, m.Reason = seg.State, seg.Reason
+	m.Speed = 0
+	if seg.Cycle <= 0 {
+		return
+	}
+	m.Speed = float32(60 / seg.Cycle.Seconds())
+	// Parts whose cycle ends within this step: at multiples of Cycle from the segment start.
+	made := int64((at+l.step)/seg.Cycle) - int64(at/seg.Cycle)
+	for range made {
+		m.Total++
+		if m.Total%50 == 0 {
+			m.Scrap++
+		} else {
+			m.Good++
 		}
 	}
 }

@@ -7,9 +7,10 @@ import (
 )
 
 func TestSameSeedSameLine(t *testing.T) {
-	a := NewLine(Config{Seed: 7, Machines: 4})
-	b := NewLine(Config{Seed: 7, Machines: 4})
-	c := NewLine(Config{Seed: 8, Machines: 4})
+	start := time.Date(2026, 11, 2, 6, 0, 0, 0, time.UTC)
+	a := NewLine(Config{Seed: 7, Machines: 4, Start: start})
+	b := NewLine(Config{Seed: 7, Machines: 4, Start: start})
+	c := NewLine(Config{Seed: 8, Machines: 4, Start: start})
 	for range 8 * 60 { // eight simulated hours, a minute at a time
 		a.Advance(time.Minute)
 		b.Advance(time.Minute)
@@ -64,5 +65,26 @@ func TestLineBehavesLikeALine(t *testing.T) {
 	}
 	if m.Total < 1<<16 {
 		t.Logf("total %d has not wrapped the 16-bit register in a day", m.Total)
+	}
+}
+
+func TestScriptedLine(t *testing.T) {
+	start := time.Date(2026, 11, 2, 6, 0, 0, 0, time.UTC)
+	l := NewLine(Config{Machines: 1, Start: start, Script: []Segment{
+		{For: 10 * time.Minute, State: CodeRunning, Cycle: 500 * time.Millisecond},
+		{For: 5 * time.Minute, State: CodeBreakdown, Reason: 102},
+		{For: 10 * time.Minute, State: CodeRunning, Cycle: time.Second},
+	}})
+	l.Advance(12 * time.Minute)
+	m := l.Snapshot(0)
+	if m.State != CodeBreakdown || m.Reason != 102 || !m.StateSince.Equal(start.Add(10*time.Minute)) {
+		t.Fatalf("at 12 min: %+v", m)
+	}
+	if m.Total != 1200 || m.Scrap != 24 || !m.CountSince.Equal(start.Add(10*time.Minute)) {
+		t.Fatalf("parts after 10 min at 0.5 s: %d (scrap %d) last at %v", m.Total, m.Scrap, m.CountSince)
+	}
+	l.Advance(time.Hour)
+	if m := l.Snapshot(0); m.State != CodeNotScheduled || m.Total != 1800 || !l.Now().Equal(start.Add(72*time.Minute)) {
+		t.Fatalf("after the script: %+v at %v", m, l.Now())
 	}
 }

@@ -74,10 +74,19 @@ func ServeOPCUA(l *Line, host string, port int, notify time.Duration) (*OPCUASer
 		for _, tag := range OPCUATags {
 			nid := ua.NewStringNodeID(ns.ID(), name+"."+tag)
 			n := server.NewVariableNode(nid, name+"."+tag, func() *ua.DataValue {
-				now := time.Now()
+				m := l.Snapshot(i)
+				// The source timestamp is when the value changed, in simulated time,
+				// as a PLC reports it; the server timestamp is when it was read.
+				src := l.Now()
+				switch tag {
+				case "State", "Reason":
+					src = m.StateSince
+				case "TotalCount", "GoodCount", "ScrapCount":
+					src = m.CountSince
+				}
 				return &ua.DataValue{
 					EncodingMask: ua.DataValueValue | ua.DataValueSourceTimestamp | ua.DataValueServerTimestamp,
-					Value:        ua.MustVariant(opcuaValue(l.Snapshot(i), tag)), SourceTimestamp: now, ServerTimestamp: now,
+					Value:        ua.MustVariant(opcuaValue(m, tag)), SourceTimestamp: src, ServerTimestamp: time.Now(),
 				}
 			})
 			ns.AddNode(n)

@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"takt.dev/aggregator/oee"
+	"takt.dev/schemas"
+	"takt.dev/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+// segment of the scripted shift, as plcsim's -script takes it.
+type segment struct {
+	For    time.Duration
+	State  uint16
+	Reason uint16
+	Cycle  time.Duration
+}
+
+var simStart = time.Date(2026, 11, 20, 5, 0, 0, 0, time.UTC)
+
+// The scripted day: not scheduled until 06:00, then a shift with a breakdown, a
+// changeover, a micro-stop, speed losses and a planned break, until 14:00.
+var shift = []segment{
+	{For: time.Hour, State: 7}, // six seconds of real time for the agent to start
+	{For: 90 * time.Minute, State: 1, Cycle: 500 * time.Millisecond},
+	{For: 15 * time.Minute, State: 3, Reason: 102},
+	{For: 15 * time.Minute, State: 2},
+	{For: time.Minute, State: 4},
+	{For: 119 * time.Minute, State: 1, Cycle: 450 * time.Millisecond},
+	{For: 30 * time.Minute, State: 6},
+	{For: 210 * time.Minute, State: 1, Cycle: 410 * time.Millisecond},
+}
+
+var category = map[uint16]schemas.StateCategory{1: schemas.StateRunning, 2: schemas.StateSetup, 3: schemas.StateStoppedUnplanned,
+	4: schemas.StateStoppedUnplanned, 6: schemas.StatePlannedDown, 7: schemas.StateNotScheduled}
+
+// expected is what the OEE package computes from the script's states and counts.
+func expected(from, to time.Time) oee.Result {
+	var in oee.Input
+	in.Window, in.Now = oee.Span{Start: from, End: to}, to.Add(24*time.Hour)
+	in.IdealCycle, in.MicroStopThreshold = 400*time.Millisecond, 2*time.Minute
+	t := simStart
+	parts := int64(0)
+	for _, s := range shift {
+		in.States = append(in.States, oee.StateInterval{Start: t, End: t.Add(s.For), State: category[s.State]})
+		if s.Cycle > 0 {
+			for k := time.Duration(1); k*s.Cycle <= s.For; k++ {
+				parts++
+				in.Counts = append(in.Counts, oee.Count{TS: t.Add(k * s.Cycle), Kind: schemas.CounterTotal, N: 1})
+				if parts%50 == 0 {
+					in.Counts = append(in.Counts, oee.Count{TS: t.Add(k * s.Cycle), Kind: schemas.CounterScrap, N: 1})
+				}
+			}
+		}
+		t = t.Add(s.For)
+	}
+	in.States = append(in.States, oee.StateInterval{Start: t, End: t.Add(24 * time.Hour), State: schemas.StateNotScheduled})
+	return oee.Compute(in)
+}
+
+// TestEndToEnd runs the whole pipeline (plcsim → takt-agent over OPC UA → MQTT →
+// takt-ingest bridge → Kafka → sink and takt-aggregator → PostgreSQL → takt-api)
+// on a scripted shift, simulated 600 times faster than real time (the agent's 20 ms
+// polls are 12 s of the shift, so the one-minute micro-stop is seen) with the PLC's
+// source timestamps, and checks that the OEE the API serves for the shift is what
+// the OEE package computes from the script.
+func TestEndToEnd(t *testing.T) {
+	ctx := context.Background()
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", bin+"/", "./edge-agent/cmd/plcsim", "./edge-agent/cmd/takt-agent",
+		"./ingest/cmd/takt-ingest", "./aggregator/cmd/takt-aggregator", "./api/cmd/takt-api")
+	root, _ := filepath.Abs("../../..")
+	build.Dir = root
+	build.Env = append(os.Environ(), "GOWORK="+filepath.Join(root, "go.work")) // the binaries are other modules of the workspace
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	db := testkit.NewDatabase(t)
+	pool := db.Pool(t)
+	mq := testkit.Mosquitto(t)
+	k := testkit.Kafka(t, testkit.KafkaOptions{Partitions: 2})
+	_, err := pool.Exec(ctx, `
+WITH tn AS (INSERT INTO tenant VALUES ('e2e', 'E2E') RETURNING tenant_id),
+s AS (INSERT INTO site (tenant_id, code, name, time_zone) SELECT tenant_id, 'plant', 'Plant', 'UTC' FROM tn RETURNING tenant_id, id),
+a AS (INSERT INTO area (tenant_id, site_id, code, name) SELECT tenant_id, id, 'pack', 'Pack' FROM s RETURNING tenant_id, id),
+l AS (INSERT INTO line (tenant_id, area_id, code, name) SELECT tenant_id, id, 'line-1', 'L1' FROM a RETURNING tenant_id, id),
+w AS (INSERT INTO work_center (tenant_id, line_id, code, name) SELECT tenant_id, id, 'wc', 'WC' FROM l RETURNING tenant_id, id)
+INSERT INTO equipment (tenant_id, work_center_id, code, name, ideal_cycle_time_s, micro_stop_threshold_s)
+SELECT tenant_id, id, 'filler-1', 'Filler', 0.4, 120 FROM w`)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var script []map[string]any
+	for _, s := range shift {
+		seg := map[string]any{"for": s.For.String(), "state": s.State, "reason": s.Reason}
+		if s.Cycle > 0 {
+			seg["cycle"] = s.Cycle.String()
+		}
+		script = append(script, seg)
+	}
+	scriptJSON, _ := json.Marshal(script)
+	scriptFile := filepath.Join(dir, "shift.json")
+	os.WriteFile(scriptFile, scriptJSON, 0o644)
+	opcPort, _ := testkit.FreePort()
+	apiPort, _ := testkit.FreePort()
+	apiAddr := fmt.Sprintf("127.0.0.1:%d", apiPort)
+
+	agentCfg := filepath.Join(dir, "agent.yaml")
+	os.WriteFile(agentCfg, []byte(fmt.Sprintf(`agent: {id: gw-e2e, tenant: e2e, metrics_addr: ""}
+mqtt: {url: %q}
+buffer: {dir: %q}
+publish: {linger: 100ms}
+equipment:
+  - site: plant
+    area: pack
+    line: line-1
+    code: filler-1
+    opcua:
+      - name: plc
+        endpoint: opc.tcp://127.0.0.1:%d
+        mode: poll
+        interval: 20ms
+        timestamp: source
+        tags:
+          - {name: state, role: state, namespace_uri: %q, node_id: "s=filler-1.State", states: {1: {state: RUNNING}, 2: {state: SETUP}, 3: {state: STOPPED_UNPLANNED, reason: 100}, 4: {state: STOPPED_UNPLANNED, reason: 1}, 6: {state: PLANNED_DOWN}, 7: {state: NOT_SCHEDULED}}}
+          - {name: count_total, role: counter, counter: total, namespace_uri: %q, node_id: "s=filler-1.TotalCount"}
+          - {name: count_scrap, role: counter, counter: scrap, namespace_uri: %q, node_id: "s=filler-1.ScrapCount"}
+`, mq.URL(), filepath.Join(dir, "buffer"), opcPort, "urn:takt:plcsim", "urn:takt:plcsim", "urn:takt:plcsim")), 0o644)
+	ingestCfg := filepath.Join(dir, "ingest.yaml")
+	os.WriteFile(ingestCfg, []byte("http_addr: 127.0.0.1:0\nbridge:\n  client_id: e2e-bridge\n  subscription: plain\n  topics: ['takt/v1/e2e/#']\nsink:\n  linger: 50ms\n"), 0o644)
+	aggCfg := filepath.Join(dir, "aggregator.yaml")
+	os.WriteFile(aggCfg, []byte("http_addr: 127.0.0.1:0\nmax_gap: 24h\nrecompute_every: 200ms\nlinger: 50ms\n"), 0o644)
+
+	env := []string{"DATABASE_URL=" + db.URL, "TAKT_KAFKA_BROKERS=" + strings.Join(k.Brokers(), ","), "TAKT_MQTT_URL=" + mq.URL()}
+	var procs []*child
+	t.Cleanup(func() {
+		for i := len(procs) - 1; i >= 0; i-- {
+			procs[i].stop()
+		}
+		if t.Failed() {
+			for _, p := range procs {
+				out, _ := os.ReadFile(p.log)
+				if len(out) > 3000 {
+					out = out[len(out)-3000:]
+				}
+				t.Logf("%s:\n%s", p.log, out)
+			}
+		}
+	})
+	start := func(name string, extra []string, args ...string) {
+		t.Helper()
+		c, err := startChild(filepath.Join(bin, name), filepath.Join(dir, name+".log"), append(append([]string{}, env...), extra...), args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		procs = append(procs, c)
+	}
+	start("takt-ingest", nil, "-c", ingestCfg, "all")
+	start("takt-aggregator", nil, "-c", aggCfg, "run")
+	start("takt-api", []string{"TAKT_HTTP_ADDR=" + apiAddr}, "serve")
+	start("plcsim", nil, "-machines", "1", "-port", "0", "-opcua-port", fmt.Sprint(opcPort), "-script", scriptFile,
+		"-start", simStart.Format(time.RFC3339), "-speed", "600")
+	start("takt-agent", nil, "run", "-c", agentCfg)
+
+	tokenCmd := exec.Command(filepath.Join(bin, "takt-api"), "token", "create", "-tenant", "e2e", "-name", "e2e")
+	tokenCmd.Env = append(os.Environ(), env...)
+	tokenOut, err := tokenCmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(string(tokenOut))
+
+	from, to := simStart.Add(time.Hour), simStart.Add(9*time.Hour)
+	want := expected(from, to)
+	url := fmt.Sprintf("http://%s/api/v1/equipment/filler-1/oee?bucket=hour&from=%s&to=%s", apiAddr, from.Format(time.RFC3339), to.Format(time.RFC3339))
+	var got struct{ Total map[string]any }
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		got.Total = nil
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			json.NewDecoder(resp.Body).Decode(&got)
+			resp.Body.Close()
+		}
+		if got.Total != nil && int64(got.Total["total_count"].(float64)) == want.TotalCount &&
+			got.Total["planned_time_s"].(float64) == want.PlannedS && got.Total["run_time_s"].(float64) == want.RunS {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("served total %v, want planned %v run %v total %d", got.Total, want.PlannedS, want.RunS, want.TotalCount)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	for name, w := range map[string]*float64{"availability": want.Availability, "performance": want.Performance, "quality": want.Quality, "oee": want.OEE} {
+		g, ok := got.Total[name].(float64)
+		if !ok || w == nil || math.Abs(g-*w) > 1e-9 {
+			t.Errorf("%s: served %v, the OEE package computes %v", name, got.Total[name], *w)
+		}
+	}
+	if int64(got.Total["good_count"].(float64)) != want.GoodCount {
+		t.Errorf("good: served %v, want %d", got.Total["good_count"], want.GoodCount)
+	}
+	t.Logf("shift 06:00-14:00: OEE %.6f (A %.6f, P %.6f, Q %.6f), %d parts", *want.OEE, *want.Availability, *want.Performance, *want.Quality, want.TotalCount)
+}
