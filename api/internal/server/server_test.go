@@ -261,10 +261,53 @@ func TestOpenAPIDocument(t *testing.T) {
 		t.Fatalf("%d %+v", code, doc)
 	}
 	// Every route under /api/v1 is documented.
-	for _, p := range []string{"/equipment", "/equipment/{code}", "/equipment/{code}/oee", "/lines/{code}/oee", "/sites/{code}/oee",
+	for _, p := range []string{"/equipment", "/equipment/{code}", "/equipment/{code}/oee", "/lines/{code}/oee", "/sites/{code}/oee", "/sites", "/sites/{code}", "/sites/{code}/shifts", "/lines", "/products", "/equipment/{code}/planned-stops",
 		"/equipment/{code}/timeline", "/equipment/{code}/downtime", "/equipment/{code}/counts"} {
 		if doc.Paths[p] == nil {
 			t.Errorf("openapi.json lacks %s", p)
 		}
+	}
+}
+
+func TestManagementIsAudited(t *testing.T) {
+	pool := fixture(t)
+	_, ts := newServer(t, pool)
+	steps := []struct {
+		method, path, body string
+		code               int
+	}{
+		{"POST", "/api/v1/sites", `{"code": "chicago", "name": "Chicago", "time_zone": "America/Chicago"}`, 201},
+		{"POST", "/api/v1/sites", `{"code": "chicago", "name": "Again", "time_zone": "UTC"}`, 409},
+		{"POST", "/api/v1/sites", `{"code": "mars", "name": "Mars", "time_zone": "Mars/Olympus"}`, 400},
+		{"PATCH", "/api/v1/sites/chicago", `{"name": "Chicago plant"}`, 200},
+		{"POST", "/api/v1/lines", `{"site": "chicago", "area": "bottling", "code": "line-9", "name": "Line 9"}`, 201},
+		{"POST", "/api/v1/lines", `{"site": "nowhere", "area": "x", "code": "line-8", "name": "X"}`, 400},
+		{"POST", "/api/v1/equipment", `{"code": "press-9", "name": "Press", "line": "line-9", "ideal_cycle_time_s": 2}`, 201},
+		{"POST", "/api/v1/equipment", `{"code": "press-0", "name": "Press", "line": "line-9", "ideal_cycle_time_s": -2}`, 400},
+		{"POST", "/api/v1/products", `{"code": "cap-38", "name": "Cap 38 mm", "ideal_cycle_time_s": 0.3}`, 201},
+		{"POST", "/api/v1/sites/chicago/shifts", `{"name": "early", "starts_at": "06:00", "duration": "8h", "weekdays": [1,2,3,4,5], "breaks": [{"name": "lunch", "offset": "4h", "duration": "30m"}]}`, 201},
+		{"POST", "/api/v1/sites/chicago/shifts", `{"name": "late", "starts_at": "25:00", "duration": "8h"}`, 400},
+		{"POST", "/api/v1/equipment/press-9/planned-stops", `{"start": "2026-12-24T00:00:00Z", "end": "2026-12-27T00:00:00Z", "reason": "holidays"}`, 201},
+		{"POST", "/api/v1/equipment/press-9/planned-stops", `{"start": "2026-12-24T00:00:00Z", "end": "2026-12-23T00:00:00Z"}`, 400},
+		{"POST", "/api/v1/products", `{"code": "x", "name": "x", "ideal_cycle_time_s": 1, "colour": "red"}`, 400},
+	}
+	for _, st := range steps {
+		var e errBody
+		if code := call(t, ts, st.method, "tok-a", st.path, st.body, &e); code != st.code {
+			t.Fatalf("%s %s %s: %d %+v, want %d", st.method, st.path, st.body, code, e, st.code)
+		}
+	}
+	var n int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_log WHERE tenant_id = 'a' AND actor = 'token:test-a'`).Scan(&n); err != nil || n != 7 {
+		t.Fatalf("%d audit rows (%v), want one per accepted change (7)", n, err)
+	}
+	var shifts struct{ Shifts []map[string]any }
+	if code := call(t, ts, "GET", "tok-a", "/api/v1/sites/chicago/shifts", "", &shifts); code != 200 || len(shifts.Shifts) != 1 || shifts.Shifts[0]["starts_at"] != "06:00" {
+		t.Fatalf("shifts: %d %+v", code, shifts)
+	}
+	// Tenant b sees none of it.
+	var sites struct{ Sites []map[string]any }
+	if code := call(t, ts, "GET", "tok-b", "/api/v1/sites", "", &sites); code != 200 || len(sites.Sites) != 1 {
+		t.Fatalf("tenant b's sites: %+v", sites)
 	}
 }

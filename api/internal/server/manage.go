@@ -1,0 +1,372 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// The management endpoints: what OEE needs (sites with their time zone, lines,
+// equipment, products, shift calendars, planned stops). Every change is written to
+// the audit log, in the same transaction, with the token's name as the actor.
+
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<16))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return &apiError{http.StatusBadRequest, "bad_body", "body: " + err.Error()}
+	}
+	return nil
+}
+
+// dbError turns the database's refusals into answers that say what was wrong.
+func dbError(err error, what string) error {
+	var pg *pgconn.PgError
+	if !errors.As(err, &pg) {
+		return err
+	}
+	switch pg.Code {
+	case "23505":
+		return &apiError{http.StatusConflict, "exists", what + " already exists"}
+	case "23514":
+		return &apiError{http.StatusBadRequest, "invalid", fmt.Sprintf("%s: refused by the rule %s", what, pg.ConstraintName)}
+	case "23503":
+		return &apiError{http.StatusBadRequest, "invalid", what + ": refers to something that does not exist"}
+	case "22007", "22008", "22P02":
+		return &apiError{http.StatusBadRequest, "invalid", what + ": " + pg.Message}
+	}
+	return err
+}
+
+// change runs fn as a write in the tenant and audits it: fn returns the entity's id
+// and its state before (nil when new) and after.
+func (s *Server) change(w http.ResponseWriter, r *http.Request, entity, action string, status int,
+	fn func(ctx context.Context, tx pgx.Tx) (id string, before, after any, err error)) {
+	p := r.Context().Value(principalKey).(principal)
+	var after any
+	err := s.inTenant(r.Context(), true, func(tx pgx.Tx) error {
+		id, before, a, err := fn(r.Context(), tx)
+		if err != nil {
+			return dbError(err, entity)
+		}
+		after = a
+		_, err = tx.Exec(r.Context(), `INSERT INTO audit_log (tenant_id, actor, action, entity, entity_id, before, after)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`, p.tenant, p.actor, action, entity, id, before, a)
+		return err
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, status, after)
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request, key, query string, args ...any) {
+	var out []map[string]any
+	err := s.inTenant(r.Context(), false, func(tx pgx.Tx) error {
+		rows, err := tx.Query(r.Context(), query, args...)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, pgx.RowToMap)
+		return err
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if out == nil {
+		out = []map[string]any{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{key: out})
+}
+
+// Site is a plant with its time zone, which aligns its OEE windows.
+type Site struct {
+	Code     string `json:"code"`
+	Name     string `json:"name"`
+	TimeZone string `json:"time_zone"`
+}
+
+func (s *Server) listSites(w http.ResponseWriter, r *http.Request) {
+	s.list(w, r, "sites", `SELECT code, name, time_zone FROM site ORDER BY code`)
+}
+
+func (s *Server) createSite(w http.ResponseWriter, r *http.Request) {
+	var in Site
+	if err := decodeBody(r, &in); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if _, err := time.LoadLocation(in.TimeZone); err != nil || in.TimeZone == "" {
+		s.fail(w, r, badParam("time_zone", "%q is not an IANA time zone (such as Europe/Paris)", in.TimeZone))
+		return
+	}
+	s.change(w, r, "site", "insert", http.StatusCreated, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
+		p := ctx.Value(principalKey).(principal)
+		_, err := tx.Exec(ctx, `INSERT INTO site (tenant_id, code, name, time_zone) VALUES ($1, $2, $3, $4)`, p.tenant, in.Code, in.Name, in.TimeZone)
+		return in.Code, nil, in, err
+	})
+}
+
+func (s *Server) patchSite(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Name     *string `json:"name"`
+		TimeZone *string `json:"time_zone"`
+	}
+	if err := decodeBody(r, &in); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if in.TimeZone != nil {
+		if _, err := time.LoadLocation(*in.TimeZone); err != nil || *in.TimeZone == "" {
+			s.fail(w, r, badParam("time_zone", "%q is not an IANA time zone (such as Europe/Paris)", *in.TimeZone))
+			return
+		}
+	}
+	code := r.PathValue("code")
+	s.change(w, r, "site", "update", http.StatusOK, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
+		var before Site
+		err := tx.QueryRow(ctx, `SELECT code, name, time_zone FROM site WHERE code = $1 FOR UPDATE`, code).Scan(&before.Code, &before.Name, &before.TimeZone)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return "", nil, nil, notFound(fmt.Sprintf("site %q", code))
+		}
+		after := before
+		if in.Name != nil {
+			after.Name = *in.Name
+		}
+		if in.TimeZone != nil {
+			after.TimeZone = *in.TimeZone
+		}
+		_, err = tx.Exec(ctx, `UPDATE site SET name = $2, time_zone = $3, updated_at = now() WHERE code = $1`, code, after.Name, after.TimeZone)
+		return code, before, after, err
+	})
+}
+
+// Line is a production line (created with its area when the area is new).
+type Line struct {
+	Site string `json:"site"`
+	Area string `json:"area"`
+	Code string `json:"code"`
+	Name string `json:"name"`
+}
+
+func (s *Server) listLines(w http.ResponseWriter, r *http.Request) {
+	s.list(w, r, "lines", `SELECT s.code AS site, a.code AS area, l.code, l.name FROM line l JOIN area a ON a.id = l.area_id
+		JOIN site s ON s.id = a.site_id ORDER BY s.code, a.code, l.code`)
+}
+
+func (s *Server) createLine(w http.ResponseWriter, r *http.Request) {
+	var in Line
+	if err := decodeBody(r, &in); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.change(w, r, "line", "insert", http.StatusCreated, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
+		p := ctx.Value(principalKey).(principal)
+		var siteID int64
+		if err := tx.QueryRow(ctx, `SELECT id FROM site WHERE code = $1`, in.Site).Scan(&siteID); errors.Is(err, pgx.ErrNoRows) {
+			return "", nil, nil, badParam("site", "%q does not exist", in.Site)
+		} else if err != nil {
+			return "", nil, nil, err
+		}
+		_, err := tx.Exec(ctx, `WITH a AS (
+				INSERT INTO area (tenant_id, site_id, code, name) VALUES ($1, $2, $3, $3)
+				ON CONFLICT (tenant_id, site_id, code) DO UPDATE SET code = EXCLUDED.code RETURNING id)
+			INSERT INTO line (tenant_id, area_id, code, name) SELECT $1, id, $4, $5 FROM a`, p.tenant, siteID, in.Area, in.Code, in.Name)
+		return in.Code, nil, in, err
+	})
+}
+
+// NewEquipment is the body that creates an equipment (with a work center named
+// after it when none is given).
+type NewEquipment struct {
+	Code               string   `json:"code"`
+	Name               string   `json:"name"`
+	Line               string   `json:"line"`
+	WorkCenter         string   `json:"work_center"`
+	IdealCycleTimeS    *float64 `json:"ideal_cycle_time_s"`
+	MicroStopThreshold *float64 `json:"micro_stop_threshold_s"`
+}
+
+func (s *Server) createEquipment(w http.ResponseWriter, r *http.Request) {
+	var in NewEquipment
+	if err := decodeBody(r, &in); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if in.WorkCenter == "" {
+		in.WorkCenter = in.Code
+	}
+	if in.MicroStopThreshold == nil {
+		v := 120.0
+		in.MicroStopThreshold = &v
+	}
+	s.change(w, r, "equipment", "insert", http.StatusCreated, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
+		p := ctx.Value(principalKey).(principal)
+		var lineID int64
+		if err := tx.QueryRow(ctx, `SELECT id FROM line WHERE code = $1`, in.Line).Scan(&lineID); errors.Is(err, pgx.ErrNoRows) {
+			return "", nil, nil, badParam("line", "%q does not exist", in.Line)
+		} else if err != nil {
+			return "", nil, nil, err
+		}
+		_, err := tx.Exec(ctx, `WITH w AS (
+				INSERT INTO work_center (tenant_id, line_id, code, name) VALUES ($1, $2, $3, $3)
+				ON CONFLICT (tenant_id, line_id, code) DO UPDATE SET code = EXCLUDED.code RETURNING id)
+			INSERT INTO equipment (tenant_id, work_center_id, code, name, ideal_cycle_time_s, micro_stop_threshold_s)
+			SELECT $1, id, $4, $5, $6, $7 FROM w`, p.tenant, lineID, in.WorkCenter, in.Code, in.Name, in.IdealCycleTimeS, in.MicroStopThreshold)
+		return in.Code, nil, in, err
+	})
+}
+
+// Product is something made, with its ideal cycle time.
+type Product struct {
+	Code            string  `json:"code"`
+	Name            string  `json:"name"`
+	IdealCycleTimeS float64 `json:"ideal_cycle_time_s"`
+}
+
+func (s *Server) listProducts(w http.ResponseWriter, r *http.Request) {
+	s.list(w, r, "products", `SELECT code, name, ideal_cycle_time_s FROM product ORDER BY code`)
+}
+
+func (s *Server) createProduct(w http.ResponseWriter, r *http.Request) {
+	var in Product
+	if err := decodeBody(r, &in); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.change(w, r, "product", "insert", http.StatusCreated, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
+		p := ctx.Value(principalKey).(principal)
+		_, err := tx.Exec(ctx, `INSERT INTO product (tenant_id, code, name, ideal_cycle_time_s) VALUES ($1, $2, $3, $4)`,
+			p.tenant, in.Code, in.Name, in.IdealCycleTimeS)
+		return in.Code, nil, in, err
+	})
+}
+
+// Shift is a shift pattern of a site's calendar, with its planned breaks.
+type Shift struct {
+	Name     string       `json:"name"`
+	StartsAt string       `json:"starts_at"` // local time, HH:MM
+	Duration string       `json:"duration"`  // such as 8h
+	Weekdays []int        `json:"weekdays"`  // ISO: 1 = Monday ... 7 = Sunday
+	Breaks   []ShiftBreak `json:"breaks"`
+}
+
+// ShiftBreak is a planned break within a shift.
+type ShiftBreak struct {
+	Name     string `json:"name"`
+	Offset   string `json:"offset"`   // after the shift's start, such as 4h
+	Duration string `json:"duration"` // such as 30m
+}
+
+func (s *Server) listShifts(w http.ResponseWriter, r *http.Request) {
+	s.list(w, r, "shifts", `SELECT p.name, to_char(p.starts_at, 'HH24:MI') AS starts_at, p.duration::text AS duration, p.weekdays,
+		coalesce((SELECT json_agg(json_build_object('name', b.name, 'offset', b.start_offset::text, 'duration', b.duration::text))
+			FROM planned_break b WHERE b.shift_pattern_id = p.id), '[]') AS breaks
+		FROM shift_pattern p JOIN site s ON s.id = p.site_id WHERE s.code = $1 ORDER BY p.starts_at`, r.PathValue("code"))
+}
+
+func (s *Server) createShift(w http.ResponseWriter, r *http.Request) {
+	var in Shift
+	if err := decodeBody(r, &in); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	start, err := time.Parse("15:04", in.StartsAt)
+	if err != nil {
+		s.fail(w, r, badParam("starts_at", "%q: want HH:MM", in.StartsAt))
+		return
+	}
+	dur, err := time.ParseDuration(in.Duration)
+	if err != nil || dur <= 0 || dur > 24*time.Hour {
+		s.fail(w, r, badParam("duration", "%q: want a duration up to 24h, such as 8h", in.Duration))
+		return
+	}
+	if len(in.Weekdays) == 0 {
+		in.Weekdays = []int{1, 2, 3, 4, 5}
+	}
+	for _, d := range in.Weekdays {
+		if d < 1 || d > 7 {
+			s.fail(w, r, badParam("weekdays", "%d: want 1 (Monday) to 7 (Sunday)", d))
+			return
+		}
+	}
+	type brk struct {
+		name     string
+		off, dur time.Duration
+	}
+	var breaks []brk
+	for i, b := range in.Breaks {
+		off, e1 := time.ParseDuration(b.Offset)
+		bd, e2 := time.ParseDuration(b.Duration)
+		if e1 != nil || e2 != nil || off < 0 || bd <= 0 || off+bd > dur {
+			s.fail(w, r, badParam(fmt.Sprintf("breaks[%d]", i), "offset %q and duration %q must be durations within the shift", b.Offset, b.Duration))
+			return
+		}
+		breaks = append(breaks, brk{b.Name, off, bd})
+	}
+	site := r.PathValue("code")
+	s.change(w, r, "shift_pattern", "insert", http.StatusCreated, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
+		p := ctx.Value(principalKey).(principal)
+		var id int64
+		err := tx.QueryRow(ctx, `INSERT INTO shift_pattern (tenant_id, site_id, name, starts_at, duration, weekdays)
+			SELECT $1, id, $3, $4::time, make_interval(secs => $5), $6 FROM site WHERE code = $2 RETURNING id`,
+			p.tenant, site, in.Name, start.Format("15:04"), dur.Seconds(), in.Weekdays).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return "", nil, nil, notFound(fmt.Sprintf("site %q", site))
+		}
+		if err != nil {
+			return "", nil, nil, err
+		}
+		for _, b := range breaks {
+			if _, err := tx.Exec(ctx, `INSERT INTO planned_break (tenant_id, shift_pattern_id, name, start_offset, duration)
+				VALUES ($1, $2, $3, make_interval(secs => $4), make_interval(secs => $5))`, p.tenant, id, b.name, b.off.Seconds(), b.dur.Seconds()); err != nil {
+				return "", nil, nil, err
+			}
+		}
+		return fmt.Sprint(id), nil, in, nil
+	})
+}
+
+// PlannedStop is a one-off planned stop of an equipment.
+type PlannedStop struct {
+	Start  time.Time `json:"start"`
+	End    time.Time `json:"end"`
+	Reason string    `json:"reason"`
+}
+
+func (s *Server) listPlannedStops(w http.ResponseWriter, r *http.Request) {
+	s.list(w, r, "planned_stops", `SELECT p.starts_at AS start, p.ends_at AS end, p.reason FROM planned_stop p
+		JOIN equipment e ON e.id = p.equipment_id WHERE e.code = $1 ORDER BY p.starts_at`, r.PathValue("code"))
+}
+
+func (s *Server) createPlannedStop(w http.ResponseWriter, r *http.Request) {
+	var in PlannedStop
+	if err := decodeBody(r, &in); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if !in.End.After(in.Start) {
+		s.fail(w, r, badParam("end", "must be after start"))
+		return
+	}
+	code := r.PathValue("code")
+	s.change(w, r, "planned_stop", "insert", http.StatusCreated, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
+		p := ctx.Value(principalKey).(principal)
+		var id int64
+		err := tx.QueryRow(ctx, `INSERT INTO planned_stop (tenant_id, equipment_id, starts_at, ends_at, reason)
+			SELECT $1, id, $3, $4, $5 FROM equipment WHERE code = $2 RETURNING id`, p.tenant, code, in.Start, in.End, in.Reason).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return "", nil, nil, notFound(fmt.Sprintf("equipment %q", code))
+		}
+		return fmt.Sprint(id), nil, in, err
+	})
+}
