@@ -70,14 +70,9 @@ func expected(from, to time.Time) oee.Result {
 	return oee.Compute(in)
 }
 
-// TestEndToEnd runs the whole pipeline (plcsim → takt-agent over OPC UA → MQTT →
-// takt-ingest bridge → Kafka → sink and takt-aggregator → PostgreSQL → takt-api)
-// on a scripted shift, simulated 600 times faster than real time (the agent's 20 ms
-// polls are 12 s of the shift, so the one-minute micro-stop is seen) with the PLC's
-// source timestamps, and checks that the OEE the API serves for the shift is what
-// the OEE package computes from the script.
-func TestEndToEnd(t *testing.T) {
-	ctx := context.Background()
+// buildBinaries builds the pipeline's programs into a temporary directory.
+func buildBinaries(t testing.TB) string {
+	t.Helper()
 	bin := t.TempDir()
 	build := exec.Command("go", "build", "-o", bin+"/", "./edge-agent/cmd/plcsim", "./edge-agent/cmd/takt-agent",
 		"./ingest/cmd/takt-ingest", "./aggregator/cmd/takt-aggregator", "./api/cmd/takt-api")
@@ -87,6 +82,18 @@ func TestEndToEnd(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	return bin
+}
+
+// TestEndToEnd runs the whole pipeline (plcsim → takt-agent over OPC UA → MQTT →
+// takt-ingest bridge → Kafka → sink and takt-aggregator → PostgreSQL → takt-api)
+// on a scripted shift, simulated 600 times faster than real time (the agent's 20 ms
+// polls are 12 s of the shift, so the one-minute micro-stop is seen) with the PLC's
+// source timestamps, and checks that the OEE the API serves for the shift is what
+// the OEE package computes from the script.
+func TestEndToEnd(t *testing.T) {
+	ctx := context.Background()
+	bin := buildBinaries(t)
 	dir := t.TempDir()
 	db := testkit.NewDatabase(t)
 	pool := db.Pool(t)
