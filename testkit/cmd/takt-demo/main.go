@@ -1,12 +1,13 @@
-// Command takt-demo runs as much of the Takt pipeline as exists, with embedded
-// defaults and throwaway servers: a private PostgreSQL with the schema applied and a
-// demo plant registered, a private Mosquitto broker, an in-process Kafka-protocol
-// broker with Takt's topics, and, as child processes built from this repository,
-// the simulated PLCs (plcsim), the edge agent (takt-agent) and ingest (takt-ingest:
-// bridge and sink). It prints where everything listens and how the data flows, and
-// stops it all on Ctrl-C.
+// Command takt-demo runs the whole Takt pipeline with embedded defaults and
+// throwaway servers: a private PostgreSQL with the schema applied and a demo plant
+// registered, an in-process MQTT broker (mochi-mqtt) unless -mqtt-url is given, an
+// in-process Kafka-protocol broker (kfake) with Takt's topics unless -kafka-brokers
+// is given, and, as child processes built from this repository, the simulated PLCs
+// (plcsim), the edge agent, ingest, the aggregator and the API with its dashboard.
+// It prints where everything is, the dashboard URL and a token, and stops it all on
+// Ctrl-C.
 //
-//	takt-demo -bin ./bin     (the directory holding plcsim, takt-agent and takt-ingest)
+//	takt-demo -bin ./bin [-api 127.0.0.1:8080] [-mqtt-url tcp://host:1883] [-kafka-brokers host:9092,...]
 package main
 
 import (
@@ -15,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -24,6 +26,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	mqttserver "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
 
 	"takt.dev/migrations"
 	"takt.dev/schemas"
@@ -43,6 +48,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("takt-demo", flag.ContinueOnError)
 	bin := fs.String("bin", "bin", "directory of plcsim, takt-agent, takt-ingest, takt-aggregator and takt-api")
 	apiAddr := fs.String("api", "127.0.0.1:8080", "where the API listens")
+	mqttFlag := fs.String("mqtt-url", "", "an MQTT broker to use (default: one in process)")
+	kafkaFlag := fs.String("kafka-brokers", "", "Kafka brokers to use, comma-separated (default: one in process)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -72,19 +79,26 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 
-	fmt.Fprintln(out, "takt-demo: starting Mosquitto...")
-	mq, err := testkit.StartMosquitto(filepath.Join(root, "mosquitto"))
-	if err != nil {
-		return err
+	mqttURL := *mqttFlag
+	if mqttURL == "" {
+		fmt.Fprintln(out, "takt-demo: starting the in-process MQTT broker...")
+		u, stopBroker, err := startMQTT()
+		if err != nil {
+			return err
+		}
+		defer stopBroker()
+		mqttURL = u
 	}
-	defer mq.Close()
-
-	fmt.Fprintln(out, "takt-demo: starting the Kafka-protocol broker...")
-	kf, err := testkit.StartKafka(filepath.Join(root, "kafka"), testkit.KafkaOptions{Partitions: 4})
-	if err != nil {
-		return err
+	brokers := strings.Split(*kafkaFlag, ",")
+	if *kafkaFlag == "" {
+		fmt.Fprintln(out, "takt-demo: starting the in-process Kafka-protocol broker...")
+		kf, err := testkit.StartKafka(filepath.Join(root, "kafka"), testkit.KafkaOptions{Partitions: 4})
+		if err != nil {
+			return err
+		}
+		defer kf.Close()
+		brokers = kf.Brokers()
 	}
-	defer kf.Close()
 
 	logs := filepath.Join(root, "logs")
 	os.MkdirAll(logs, 0o755)
@@ -105,7 +119,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 	agentCfg := filepath.Join(root, "agent.yaml")
 	if err := start("plcsim", nil, "-port", "0", "-machines", "3", "-speed", "1", "-agent-config-file", agentCfg,
-		"-mqtt-url", mq.URL(), "-buffer-dir", filepath.Join(root, "agent-buffer"), "-tenant", "acme"); err != nil {
+		"-mqtt-url", mqttURL, "-buffer-dir", filepath.Join(root, "agent-buffer"), "-tenant", "acme"); err != nil {
 		return err
 	}
 	if err := waitFile(ctx, agentCfg, 20*time.Second); err != nil {
@@ -126,11 +140,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := os.WriteFile(ingestCfg, []byte("http_addr: 127.0.0.1:9102\nbridge:\n  client_id: takt-demo-bridge\n  subscription: plain\nsink:\n  linger: 100ms\n"), 0o644); err != nil {
 		return err
 	}
-	if err := start("takt-ingest", []string{"DATABASE_URL=" + dbURL, "TAKT_MQTT_URL=" + mq.URL(),
-		"TAKT_KAFKA_BROKERS=" + strings.Join(kf.Brokers(), ",")}, "-c", ingestCfg, "all"); err != nil {
+	if err := start("takt-ingest", []string{"DATABASE_URL=" + dbURL, "TAKT_MQTT_URL=" + mqttURL,
+		"TAKT_KAFKA_BROKERS=" + strings.Join(brokers, ",")}, "-c", ingestCfg, "all"); err != nil {
 		return err
 	}
-	if err := start("takt-aggregator", []string{"DATABASE_URL=" + dbURL, "TAKT_KAFKA_BROKERS=" + strings.Join(kf.Brokers(), ",")}, "run"); err != nil {
+	if err := start("takt-aggregator", []string{"DATABASE_URL=" + dbURL, "TAKT_KAFKA_BROKERS=" + strings.Join(brokers, ",")}, "run"); err != nil {
 		return err
 	}
 	tokenCmd := exec.CommandContext(ctx, filepath.Join(*bin, "takt-api"), "token", "create", "-tenant", "acme", "-name", "demo")
@@ -150,11 +164,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 	demo := schemas.Path{Tenant: "acme", Site: "lyon", Area: "packaging", Line: "line-1", Equipment: "filler-1"}
 	dayStart := time.Now().UTC().Truncate(24 * time.Hour)
-	kb := kf.Brokers()[0]
+	kb := brokers[0]
 	fmt.Fprintf(out, "\nTakt demo is running:\n")
 	fmt.Fprintf(out, "  plcsim           a packaging line of 3 machines (filler-1, capper-1, labeler-1) in real time, Modbus TCP\n")
 	fmt.Fprintf(out, "  takt-agent       polls them every second, publishes to MQTT (metrics http://127.0.0.1:9103/metrics)\n")
-	fmt.Fprintf(out, "  Mosquitto        %s (topics like %s)\n", mq.URL(), demo.Topic())
+	fmt.Fprintf(out, "  MQTT broker      %s (topics like %s)\n", mqttURL, demo.Topic())
 	fmt.Fprintf(out, "  takt-ingest      bridge MQTT -> Kafka, sink Kafka -> PostgreSQL (metrics http://127.0.0.1:9102/metrics)\n")
 	fmt.Fprintf(out, "  Kafka            %s, topics %s, %s, %s\n", kb, schemas.KafkaSamples, schemas.KafkaEvents, schemas.KafkaDeadLetter)
 	fmt.Fprintf(out, "  takt-aggregator  states and counts -> OEE windows (metrics http://127.0.0.1:9104/metrics)\n")
@@ -166,7 +180,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		token, *apiAddr, dayStart.Format(time.RFC3339), dayStart.Add(24*time.Hour).Format(time.RFC3339))
 	fmt.Fprintf(out, "      psql '%s' -c 'SELECT equipment, tag, ts, value, text_value FROM samples ORDER BY ts DESC LIMIT 10'\n", dbURL)
 	fmt.Fprintf(out, "      kcat -b %s -t %s -C -o -3 -e\n", kb, schemas.KafkaEvents)
-	fmt.Fprintf(out, "      mosquitto_sub -p %d -t 'takt/#' -C 1\n", mq.Port)
+	fmt.Fprintf(out, "      mosquitto_sub -L '%s/takt/#' -C 1\n", strings.Replace(mqttURL, "tcp://", "mqtt://", 1))
 	fmt.Fprintf(out, "Logs: %s. Ctrl-C stops everything.\n\n", logs)
 
 	conn, err := pgx.Connect(ctx, dbURL)
@@ -302,4 +316,28 @@ INSERT INTO equipment (tenant_id, work_center_id, code, name, ideal_cycle_time_s
 SELECT tenant_id, id, code, name, ict FROM w,
   (VALUES ('filler-1', 'Filler 1', 0.4), ('capper-1', 'Capper 1', 0.5), ('labeler-1', 'Labeler 1', 0.6)) AS e(code, name, ict)`)
 	return err
+}
+
+// startMQTT runs an in-process MQTT broker (mochi-mqtt) on a free loopback port,
+// with the queue limits that would otherwise drop QoS 1 messages for a slow
+// subscriber raised.
+func startMQTT() (string, func(), error) {
+	port, err := testkit.FreePort()
+	if err != nil {
+		return "", nil, err
+	}
+	caps := mqttserver.NewDefaultServerCapabilities()
+	caps.MaximumInflight = 65535
+	caps.MaximumClientWritesPending = 1 << 20
+	srv := mqttserver.New(&mqttserver.Options{Capabilities: caps,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+		return "", nil, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "demo", Address: addr})); err != nil {
+		return "", nil, err
+	}
+	go srv.Serve()
+	return "tcp://" + addr, func() { srv.Close() }, nil
 }
