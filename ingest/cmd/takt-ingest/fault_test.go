@@ -50,9 +50,25 @@ func (p *pipeline) start(t *testing.T, mode, clientID string, bridgeYAML ...stri
 	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return testkit.StartChild(t, filepath.Join(p.dir, mode+"-"+clientID+".log"),
+	logPath := filepath.Join(p.dir, mode+"-"+clientID+".log")
+	subscribed := func() int {
+		b, _ := os.ReadFile(logPath)
+		return strings.Count(string(b), "connected and subscribed")
+	}
+	before := subscribed()
+	c := testkit.StartChild(t, logPath,
 		"TAKT_INGEST_CHILD=-c "+cfg+" "+mode,
 		"DATABASE_URL="+p.db.URL, "TAKT_MQTT_URL="+p.mq.URL(), "TAKT_KAFKA_BROKERS="+strings.Join(p.k.Brokers(), ","))
+	if mode != "sink" {
+		// A message published before any bridge of the group has subscribed has no
+		// subscriber and is gone (MQTT): bridges must be up before agents publish.
+		for deadline := time.Now().Add(30 * time.Second); subscribed() == before; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("bridge %s did not subscribe within 30s", clientID)
+			}
+		}
+	}
+	return c
 }
 
 // agent publishes envelopes the way the edge agent does: each one until the broker

@@ -133,15 +133,23 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := os.WriteFile(agentCfg, cfg, 0o644); err != nil {
 		return err
 	}
-	if err := start("takt-agent", nil, "run", "-c", agentCfg); err != nil {
-		return err
-	}
 	ingestCfg := filepath.Join(root, "ingest.yaml")
 	if err := os.WriteFile(ingestCfg, []byte("http_addr: 127.0.0.1:9102\nbridge:\n  client_id: takt-demo-bridge\n  subscription: plain\nsink:\n  linger: 100ms\n"), 0o644); err != nil {
 		return err
 	}
 	if err := start("takt-ingest", []string{"DATABASE_URL=" + dbURL, "TAKT_MQTT_URL=" + mqttURL,
 		"TAKT_KAFKA_BROKERS=" + strings.Join(brokers, ",")}, "-c", ingestCfg, "all"); err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) { // the bridge subscribes before the agent publishes
+		if b, _ := os.ReadFile(filepath.Join(logs, "takt-ingest.log")); strings.Contains(string(b), "connected and subscribed") {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("takt-ingest did not subscribe within 30s; see %s", filepath.Join(logs, "takt-ingest.log"))
+		}
+	}
+	if err := start("takt-agent", nil, "run", "-c", agentCfg); err != nil {
 		return err
 	}
 	if err := start("takt-aggregator", []string{"DATABASE_URL=" + dbURL, "TAKT_KAFKA_BROKERS=" + strings.Join(brokers, ",")}, "run"); err != nil {
