@@ -255,9 +255,9 @@ func (s *Store) states(ctx context.Context, tx pgx.Tx, tenant, eq string, from, 
 	if err != nil {
 		return nil, err
 	}
-	var obs []windows.Observation
+	var obs []oee.Observation
 	for rows.Next() {
-		var o windows.Observation
+		var o oee.Observation
 		var cat int16
 		var reason int64
 		if err := rows.Scan(&o.TS, &cat, &reason); err != nil {
@@ -268,7 +268,7 @@ func (s *Store) states(ctx context.Context, tx pgx.Tx, tenant, eq string, from, 
 		obs = append(obs, o)
 	}
 	rows.Close()
-	return windows.Intervals(obs, s.MaxGap), rows.Err()
+	return oee.Intervals(obs, s.MaxGap), rows.Err()
 }
 
 // counts returns the increments over [from, to), each counter anchored by its last

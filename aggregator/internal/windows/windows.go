@@ -2,9 +2,9 @@
 // one day: hours and the day in the site's time zone, and the shifts of its
 // calendar. It is pure; the store feeds it.
 //
-// Contract: a state observation holds until the next one, for at most MaxGap (then
-// the time is unknown); counter readings become increments in time order (resets and
-// wraps resolved by oee.Increment), the first reading of a counter only anchors it.
+// Contract: state intervals come from oee.Intervals; counter readings become
+// increments in time order (resets and wraps resolved by oee.Increment), the first
+// reading of a counter only anchors it.
 // Windows are aligned to the site's local midnight and hours (a DST day has 23 or 25
 // hours), a shift window belongs to the day it starts.
 package windows
@@ -16,9 +16,6 @@ import (
 	"takt.dev/aggregator/oee"
 	"takt.dev/schemas"
 )
-
-// Observation is one state sample.
-type Observation = oee.Observation
 
 // Reading is one reading of a cumulative counter.
 type Reading struct {
@@ -55,11 +52,6 @@ type Window struct {
 	Granularity string // hour, shift or day
 	Name        string // the shift's name, for shift windows
 	oee.Result
-}
-
-// Intervals turns observations (any order) into state intervals (see oee.Intervals).
-func Intervals(obs []Observation, maxGap time.Duration) []oee.StateInterval {
-	return oee.Intervals(obs, maxGap)
 }
 
 // Counts turns readings (any order, several counters) into increments, each at the

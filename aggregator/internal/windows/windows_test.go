@@ -10,14 +10,14 @@ import (
 
 func TestIntervalsMergeAndGap(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
-	obs := []Observation{ // out of order, as they may arrive
+	obs := []oee.Observation{ // out of order, as they may arrive
 		{TS: t0.Add(2 * time.Second), State: schemas.StateRunning},
 		{TS: t0, State: schemas.StateRunning},
 		{TS: t0.Add(time.Second), State: schemas.StateRunning},
 		{TS: t0.Add(3 * time.Second), State: schemas.StateStoppedUnplanned, Reason: 7},
 		{TS: t0.Add(10 * time.Minute), State: schemas.StateRunning}, // after a gap
 	}
-	got := Intervals(obs, time.Minute)
+	got := oee.Intervals(obs, time.Minute)
 	want := []oee.StateInterval{
 		{Start: t0, End: t0.Add(3 * time.Second), State: schemas.StateRunning},
 		{Start: t0.Add(3 * time.Second), End: t0.Add(3*time.Second + time.Minute), State: schemas.StateStoppedUnplanned, Reason: 7},
