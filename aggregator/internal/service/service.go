@@ -64,7 +64,9 @@ func New(cfg Config, st *store.Store, log *slog.Logger, reg prometheus.Registere
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{cfg: cfg, store: st, log: log, now: now, m: newMetrics(reg)}, nil
+	m := newMetrics(reg)
+	st.UnknownTenantDays = m.unknownTenant
+	return &Service{cfg: cfg, store: st, log: log, now: now, m: m}, nil
 }
 
 // Run consumes and recomputes until ctx ends.
@@ -163,21 +165,23 @@ func (s *Service) recompute(ctx context.Context) error {
 }
 
 type metrics struct {
-	states, readings, refused, retries, days prometheus.Counter
-	recompute                                prometheus.Histogram
+	states, readings, refused, retries, days, unknownTenant prometheus.Counter
+	recompute                                               prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		states:    prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_aggregator_state_observations_total", Help: "State samples saved."}),
-		readings:  prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_aggregator_counter_readings_total", Help: "Counter samples saved."}),
-		refused:   prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_aggregator_refused_records_total", Help: "Event records that are not valid envelopes."}),
-		retries:   prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_aggregator_retries_total", Help: "Database operations retried."}),
-		days:      prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_aggregator_days_computed_total", Help: "Equipment-days whose windows were computed."}),
+		states:   prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_aggregator_state_observations_total", Help: "State samples saved."}),
+		readings: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_aggregator_counter_readings_total", Help: "Counter samples saved."}),
+		refused:  prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_aggregator_refused_records_total", Help: "Event records that are not valid envelopes."}),
+		retries:  prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_aggregator_retries_total", Help: "Database operations retried."}),
+		days:     prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_aggregator_days_computed_total", Help: "Equipment-days whose windows were computed."}),
+		unknownTenant: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_aggregator_unknown_tenant_days_total",
+			Help: "Equipment-days not computed because their tenant is not registered (their observations are kept)."}),
 		recompute: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "takt_aggregator_recompute_seconds", Help: "Time to compute and write one equipment-day.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.states, m.readings, m.refused, m.retries, m.days, m.recompute)
+		reg.MustRegister(m.states, m.readings, m.refused, m.retries, m.days, m.unknownTenant, m.recompute)
 	}
 	return m
 }

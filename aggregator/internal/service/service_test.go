@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
 
 	"takt.dev/aggregator/internal/store"
@@ -214,4 +215,38 @@ func TestWindowsFromEventsLateDataAndReplay(t *testing.T) {
 		t.Fatal("empty table")
 	}
 
+}
+
+// Events of a tenant nobody registered are kept but give no windows, and say so.
+func TestUnknownTenantIsCounted(t *testing.T) {
+	pool := testkit.NewDatabase(t).Pool(t)
+	k := testkit.Kafka(t)
+	var seq uint64
+	envs := script(h8, h8.Add(time.Minute), h8, h8, &seq)
+	for _, e := range envs {
+		e.Tenant = "ghost"
+	}
+	produce(t, k.Brokers(), envs)
+	reg := prometheus.NewRegistry()
+	svc, err := New(Config{KafkaBrokers: k.Brokers(), RecomputeEvery: 50 * time.Millisecond, Linger: 20 * time.Millisecond},
+		&store.Store{Pool: pool, MaxGap: time.Minute}, slog.New(slog.NewTextHandler(io.Discard, nil)), reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(30 * time.Second)
+	for testutil.ToFloat64(svc.m.unknownTenant) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("takt_aggregator_unknown_tenant_days_total stayed 0")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var windows, observations int
+	pool.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM oee_window), (SELECT count(*) FROM state_observation WHERE tenant_id = 'ghost')`).Scan(&windows, &observations)
+	if windows != 0 || observations != 6 {
+		t.Fatalf("%d windows, %d observations kept; want 0 and 6", windows, observations)
+	}
 }

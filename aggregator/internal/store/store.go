@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"takt.dev/aggregator/internal/windows"
 	"takt.dev/aggregator/oee"
@@ -28,7 +29,9 @@ type Store struct {
 	Pool   *pgxpool.Pool
 	MaxGap time.Duration // how long a state observation holds without a newer one
 
-	UnknownTenants int // dirty days dropped because their tenant is not registered (read by one goroutine)
+	// UnknownTenantDays counts dirty days dropped because their tenant is not
+	// registered (nothing could read their windows); nil counts nothing.
+	UnknownTenantDays prometheus.Counter
 }
 
 // Save stores the state and counter samples of envs and marks their days dirty.
@@ -130,7 +133,9 @@ func (s *Store) Recompute(ctx context.Context, now time.Time) (bool, error) {
 			return err
 		}
 		if !known {
-			s.UnknownTenants++ // nothing can read its windows; the observations stay for when it is registered
+			if s.UnknownTenantDays != nil { // the observations stay for when it is registered
+				s.UnknownTenantDays.Inc()
+			}
 			return nil
 		}
 		cfg, err := s.equipment(ctx, tx, tenant, eq)
