@@ -80,18 +80,20 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	for ei := range cfg.Equipment {
 		for di := range cfg.Equipment[ei].Modbus {
 			dev := modbus.NewDevice(cfg.Equipment[ei].Modbus[di], mm, opt.Log)
+			maps := mappingsOf(cfg.Equipment[ei].Modbus[di].Tags)
 			sources.Add(1)
 			go func() {
 				defer sources.Done()
-				dev.Run(srcCtx, func(rs []source.Reading) { b.addReadings(srcCtx, ei, cfg.Equipment[ei].Modbus[di].Tags, rs) })
+				dev.Run(srcCtx, func(rs []source.Reading) { b.addReadings(srcCtx, ei, maps, rs) })
 			}()
 		}
 		for si := range cfg.Equipment[ei].OPCUA {
 			srv := opcua.NewServer(cfg.Equipment[ei].OPCUA[si], cfg.Agent.ID, om, opt.Log)
+			maps := mappingsOf(cfg.Equipment[ei].OPCUA[si].Tags)
 			sources.Add(1)
 			go func() {
 				defer sources.Done()
-				srv.Run(srcCtx, func(rs []source.Reading) { b.addReadings(srcCtx, ei, cfg.Equipment[ei].OPCUA[si].Tags, rs) })
+				srv.Run(srcCtx, func(rs []source.Reading) { b.addReadings(srcCtx, ei, maps, rs) })
 			}()
 		}
 	}
@@ -179,19 +181,53 @@ func newBatcher(cfg *config.Config, buf *buffer.Buffer, now func() time.Time, re
 	return b
 }
 
-// addReadings maps readings of a device with the given tags of equipment ei to samples.
-func (b *batcher) addReadings(ctx context.Context, ei int, tags []config.Tag, rs []source.Reading) {
+// mapping is a tag's configuration with its names resolved once, at start-up, so
+// that mapping a reading parses nothing.
+type mapping struct {
+	tag     *config.Tag
+	role    schemas.Role
+	counter schemas.CounterKind
+	states  map[int64]stateOf
+}
+
+type stateOf struct {
+	category schemas.StateCategory
+	reason   uint32
+}
+
+// mappingsOf resolves a device's tags (validated by config.Load, so the names parse).
+func mappingsOf(tags []config.Tag) []mapping {
+	out := make([]mapping, len(tags))
+	for i := range tags {
+		t := &tags[i]
+		m := mapping{tag: t}
+		m.role, _ = schemas.ParseRole(t.Role)
+		m.counter, _ = schemas.ParseCounterKind(t.Counter)
+		if len(t.States) > 0 {
+			m.states = make(map[int64]stateOf, len(t.States))
+			for code, st := range t.States {
+				cat, _ := schemas.ParseStateCategory(st.State)
+				m.states[code] = stateOf{cat, st.Reason}
+			}
+		}
+		out[i] = m
+	}
+	return out
+}
+
+// addReadings maps readings of a device (with its tags' mappings) of equipment ei to samples.
+func (b *batcher) addReadings(ctx context.Context, ei int, maps []mapping, rs []source.Reading) {
 	out := make([]schemas.Sample, 0, len(rs))
 	for _, r := range rs {
-		out = append(out, toSample(&tags[r.Tag], r))
+		out = append(out, toSample(&maps[r.Tag], r))
 	}
 	b.add(ctx, ei, out)
 }
 
 // toSample applies a tag's role to a reading.
-func toSample(t *config.Tag, r source.Reading) schemas.Sample {
-	s := schemas.Sample{Tag: t.Name, TS: r.TS.UTC(), Quality: schemas.QualityGood}
-	s.Role, _ = schemas.ParseRole(t.Role)
+func toSample(m *mapping, r source.Reading) schemas.Sample {
+	t := m.tag
+	s := schemas.Sample{Tag: t.Name, TS: r.TS.UTC(), Quality: schemas.QualityGood, Role: m.role}
 	if r.Quality == source.Uncertain {
 		s.Quality = schemas.QualityUncertain
 	}
@@ -210,15 +246,14 @@ func toSample(t *config.Tag, r source.Reading) schemas.Sample {
 	case schemas.RoleState:
 		s.State = schemas.StateUnknown
 		if s.Kind == schemas.NumberValue {
-			if m, ok := t.States[int64(s.Value)]; ok {
-				s.State, _ = schemas.ParseStateCategory(m.State)
-				s.Reason = m.Reason
+			if st, ok := m.states[int64(s.Value)]; ok {
+				s.State, s.Reason = st.category, st.reason
 			} else {
 				s.Quality = schemas.QualityUncertain // a code the configuration does not know
 			}
 		}
 	case schemas.RoleCounter:
-		s.Counter, _ = schemas.ParseCounterKind(t.Counter)
+		s.Counter = m.counter
 		s.Wrap = t.Wrap
 		if s.Kind == schemas.NumberValue && (s.Value < 0 || (s.Wrap != 0 && s.Value >= float64(s.Wrap)) || s.Value > 1<<53 || s.Value != math.Trunc(s.Value)) {
 			s.Kind, s.Quality = schemas.NoValue, schemas.QualityBad // a negative or out-of-range count is no count
