@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
@@ -41,6 +42,16 @@ type DecodeError struct {
 
 func (e *DecodeError) Error() string { return string(e.Reason) + ": " + e.Err.Error() }
 func (e *DecodeError) Unwrap() error { return e.Err }
+
+// ReasonOf returns the Reason of the *DecodeError in err's chain, or
+// ReasonMalformed when there is none.
+func ReasonOf(err error) Reason {
+	var de *DecodeError
+	if errors.As(err, &de) {
+		return de.Reason
+	}
+	return ReasonMalformed
+}
 
 // FieldError names the field at fault and quotes its value.
 type FieldError struct {

@@ -78,7 +78,12 @@ func ParseTopic(topic string) (Path, error) {
 // SharedSubscription returns the MQTT filter through which the bridges of one group
 // split the data topics between them.
 func SharedSubscription(group string) string {
-	return "$share/" + group + "/" + TopicRoot + "/#"
+	return SharedFilter(group, TopicRoot+"/#")
+}
+
+// SharedFilter returns the shared-subscription form of an MQTT filter.
+func SharedFilter(group, filter string) string {
+	return "$share/" + group + "/" + filter
 }
 
 // StatusTopic returns the topic an agent's birth and last-will messages go to.

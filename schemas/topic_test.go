@@ -1,6 +1,8 @@
 package schemas_test
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -68,5 +70,18 @@ func TestEnumNames(t *testing.T) {
 	}
 	if _, err := schemas.ParseQuality("Good"); err == nil {
 		t.Fatal("quality names are case-sensitive")
+	}
+}
+
+func TestReasonOf(t *testing.T) {
+	_, err := schemas.Decode([]byte(`{"version":9}`))
+	if r := schemas.ReasonOf(fmt.Errorf("wrapped: %w", err)); r != schemas.ReasonUnsupportedVersion {
+		t.Fatalf("ReasonOf = %q", r)
+	}
+	if r := schemas.ReasonOf(errors.New("plain")); r != schemas.ReasonMalformed {
+		t.Fatalf("ReasonOf(plain) = %q", r)
+	}
+	if f := schemas.SharedFilter("g", "takt/v1/acme/#"); f != "$share/g/takt/v1/acme/#" {
+		t.Fatalf("SharedFilter = %q", f)
 	}
 }

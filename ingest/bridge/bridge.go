@@ -122,7 +122,7 @@ func (c Config) filters() map[string]byte {
 	out := make(map[string]byte, len(c.Topics))
 	for _, t := range c.Topics {
 		if c.Subscription == "shared" {
-			t = "$share/" + c.Group + "/" + t
+			t = schemas.SharedFilter(c.Group, t)
 		}
 		out[t] = 1
 	}
@@ -408,11 +408,7 @@ func eventsOf(env *schemas.Envelope) *schemas.Envelope {
 }
 
 func (b *Bridge) deadLetter(msg mqtt.Message, err error) kafka.Message {
-	reason := schemas.ReasonMalformed
-	var de *schemas.DecodeError
-	if errors.As(err, &de) {
-		reason = de.Reason
-	}
+	reason := schemas.ReasonOf(err)
 	b.m.deadLetters.WithLabelValues(string(reason)).Inc()
 	b.log.Warn("dead letter", "topic", msg.Topic(), "reason", reason, "err", err, "bytes", len(msg.Payload()))
 	value, _ := json.Marshal(schemas.DeadLetter{

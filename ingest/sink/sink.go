@@ -495,11 +495,7 @@ func isDataError(err error) bool {
 }
 
 func (s *Sink) deadLetter(msg kafka.Message, err error) kafka.Message {
-	reason := schemas.ReasonMalformed
-	var de *schemas.DecodeError
-	if errors.As(err, &de) {
-		reason = de.Reason
-	}
+	reason := schemas.ReasonOf(err)
 	s.m.deadLetters.WithLabelValues(string(reason)).Inc()
 	s.log.Warn("dead letter", "partition", msg.Partition, "offset", msg.Offset, "reason", reason, "err", err)
 	value, _ := json.Marshal(schemas.DeadLetter{
