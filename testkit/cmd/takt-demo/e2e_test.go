@@ -178,13 +178,8 @@ equipment:
 	}
 	start("takt-ingest", nil, "-c", ingestCfg, "all")
 	// Until the bridge has subscribed, what the agent publishes has no subscriber.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if b, _ := os.ReadFile(filepath.Join(dir, "takt-ingest.log")); strings.Contains(string(b), "connected and subscribed") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("takt-ingest did not subscribe within 30s")
-		}
+	if err := waitForLog(ctx, filepath.Join(dir, "takt-ingest.log"), "connected and subscribed", 30*time.Second); err != nil {
+		t.Fatal(err)
 	}
 	start("takt-aggregator", nil, "-c", aggCfg, "run")
 	start("takt-api", []string{"TAKT_HTTP_ADDR=" + apiAddr}, "serve")

@@ -141,13 +141,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		"TAKT_KAFKA_BROKERS=" + strings.Join(brokers, ",")}, "-c", ingestCfg, "all"); err != nil {
 		return err
 	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) { // the bridge subscribes before the agent publishes
-		if b, _ := os.ReadFile(filepath.Join(logs, "takt-ingest.log")); strings.Contains(string(b), "connected and subscribed") {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("takt-ingest did not subscribe within 30s; see %s", filepath.Join(logs, "takt-ingest.log"))
-		}
+	// The bridge subscribes before the agent publishes: until then a message has no subscriber.
+	if err := waitForLog(ctx, filepath.Join(logs, "takt-ingest.log"), "connected and subscribed", 30*time.Second); err != nil {
+		return fmt.Errorf("takt-ingest did not subscribe: %w", err)
 	}
 	if err := start("takt-agent", nil, "run", "-c", agentCfg); err != nil {
 		return err
@@ -273,6 +269,24 @@ func (c *child) stop() {
 	case <-time.After(30 * time.Second):
 		_ = c.cmd.Process.Kill()
 		<-c.done
+	}
+}
+
+// waitForLog waits until the log file at path contains text.
+func waitForLog(ctx context.Context, path, text string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		if b, _ := os.ReadFile(path); strings.Contains(string(b), text) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%q not in %s after %s", text, path, within)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
 
