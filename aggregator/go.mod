@@ -7,8 +7,8 @@ require (
 	github.com/prometheus/client_golang v1.23.2
 	github.com/segmentio/kafka-go v0.4.51
 	golang.org/x/sync v0.25.0
-	gopkg.in/yaml.v3 v3.0.1
 	takt.dev/schemas v0.0.0
+	takt.dev/servicekit v0.0.0
 	takt.dev/testkit v0.0.0
 )
 
@@ -37,11 +37,13 @@ require (
 	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
+	gopkg.in/yaml.v3 v3.0.1 // indirect
 	takt.dev/migrations v0.0.0 // indirect
 )
 
 replace (
 	takt.dev/migrations => ../migrations
 	takt.dev/schemas => ../schemas
+	takt.dev/servicekit => ../servicekit
 	takt.dev/testkit => ../testkit
 )

@@ -5,9 +5,9 @@ go 1.26.8
 require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/prometheus/client_golang v1.23.2
-	gopkg.in/yaml.v3 v3.0.1
 	takt.dev/aggregator v0.0.0
 	takt.dev/schemas v0.0.0
+	takt.dev/servicekit v0.0.0
 	takt.dev/testkit v0.0.0
 )
 
@@ -36,6 +36,7 @@ require (
 	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
+	gopkg.in/yaml.v3 v3.0.1 // indirect
 	takt.dev/migrations v0.0.0 // indirect
 )
 
@@ -43,5 +44,6 @@ replace (
 	takt.dev/aggregator => ../aggregator
 	takt.dev/migrations => ../migrations
 	takt.dev/schemas => ../schemas
+	takt.dev/servicekit => ../servicekit
 	takt.dev/testkit => ../testkit
 )

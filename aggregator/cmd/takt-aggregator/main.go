@@ -29,10 +29,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
-	"gopkg.in/yaml.v3"
 
 	"takt.dev/aggregator/internal/service"
 	"takt.dev/aggregator/internal/store"
+	"takt.dev/servicekit"
 )
 
 func main() {
@@ -58,17 +58,8 @@ type Config struct {
 
 func load(file string, getenv func(string) string) (*Config, error) {
 	cfg := &Config{HTTPAddr: "127.0.0.1:9104", MaxGap: time.Minute}
-	if file != "" {
-		f, err := os.Open(file)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		dec := yaml.NewDecoder(f)
-		dec.KnownFields(true)
-		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s: %w", file, err)
-		}
+	if err := servicekit.LoadYAML(file, cfg); err != nil {
+		return nil, err
 	}
 	if v := getenv("DATABASE_URL"); v != "" {
 		cfg.DatabaseURL = v
@@ -144,20 +135,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("http_addr: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	})
+	g.Go(func() error { return servicekit.Serve(gctx, ln, mux) })
 	g.Go(func() error { return svc.Run(gctx) })
 	log.Info("takt-aggregator running", "http", ln.Addr().String())
 	return g.Wait()

@@ -20,7 +20,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -30,9 +29,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"gopkg.in/yaml.v3"
 
 	"takt.dev/api/internal/server"
+	"takt.dev/servicekit"
 )
 
 func main() {
@@ -52,17 +51,8 @@ type Config struct {
 
 func load(file string, getenv func(string) string) (*Config, error) {
 	cfg := &Config{HTTPAddr: "127.0.0.1:8080", MaxGap: time.Minute}
-	if file != "" {
-		f, err := os.Open(file)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		dec := yaml.NewDecoder(f)
-		dec.KnownFields(true)
-		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s: %w", file, err)
-		}
+	if err := servicekit.LoadYAML(file, cfg); err != nil {
+		return nil, err
 	}
 	if v := getenv("DATABASE_URL"); v != "" {
 		cfg.DatabaseURL = v
@@ -144,23 +134,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv := &http.Server{Handler: server.New(server.Deps{Primary: primary, Replicas: replicas, Log: log, Registry: reg, MaxGap: cfg.MaxGap}),
-		ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
+	h := server.New(server.Deps{Primary: primary, Replicas: replicas, Log: log, Registry: reg, MaxGap: cfg.MaxGap})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http_addr: %w", err)
 	}
 	log.Info("takt-api listening", "addr", ln.Addr().String())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return srv.Shutdown(sctx)
+	return servicekit.Serve(ctx, ln, h)
 }
 
 func tokenCmd(ctx context.Context, cfg *Config, args []string, stdout, stderr io.Writer) error {

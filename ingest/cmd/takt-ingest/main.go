@@ -29,11 +29,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
-	"gopkg.in/yaml.v3"
 
 	"takt.dev/ingest/bridge"
 	"takt.dev/ingest/sink"
 	"takt.dev/schemas"
+	"takt.dev/servicekit"
 )
 
 func main() { main0(os.Args[1:]) }
@@ -78,17 +78,8 @@ const usage = `usage: takt-ingest [-c FILE] bridge|sink|all|validate`
 
 func loadConfig(file string, getenv func(string) string) (*Config, error) {
 	cfg := &Config{HTTPAddr: "127.0.0.1:9102"}
-	if file != "" {
-		f, err := os.Open(file)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		dec := yaml.NewDecoder(f)
-		dec.KnownFields(true)
-		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s: %w", file, err)
-		}
+	if err := servicekit.LoadYAML(file, cfg); err != nil {
+		return nil, err
 	}
 	if v := getenv("DATABASE_URL"); v != "" {
 		cfg.DatabaseURL = v
@@ -217,22 +208,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("http_addr: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	log.Info("takt-ingest running", "mode", mode, "http", ln.Addr().String())
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	})
+	g.Go(func() error { return servicekit.Serve(gctx, ln, mux) })
 	if b != nil {
 		g.Go(func() error { return b.Run(gctx) })
 	}
