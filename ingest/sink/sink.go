@@ -99,7 +99,7 @@ type Sink struct {
 	dlq  *kafka.Writer
 
 	daysMu sync.Mutex
-	days   map[string]bool // UTC days whose sample partition is known to exist
+	days   map[int64]bool // UTC days (Unix days) whose sample partition is known to exist
 }
 
 // New checks cfg and builds a sink writing through pool (as the tables' owner).
@@ -109,7 +109,7 @@ func New(cfg Config, pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Regist
 		return nil, err
 	}
 	return &Sink{
-		cfg: cfg, pool: pool, log: log, m: newMetrics(reg), now: time.Now, days: map[string]bool{},
+		cfg: cfg, pool: pool, log: log, m: newMetrics(reg), now: time.Now, days: map[int64]bool{},
 		dlq: &kafka.Writer{
 			Addr: kafka.TCP(cfg.KafkaBrokers...), Topic: schemas.KafkaDeadLetter, Balancer: &kafka.Hash{},
 			RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond, MaxAttempts: 1,
@@ -462,13 +462,14 @@ func (s *Sink) ensurePartitions(ctx context.Context, batch []item) error {
 			continue
 		}
 		for i := range it.env.Samples {
-			d := it.env.Samples[i].TS.Format(time.DateOnly)
+			d := unixDay(it.env.Samples[i].TS) // no formatting per sample: this runs for every row
 			if s.days[d] {
 				continue
 			}
+			day := time.Unix(d*86400, 0).UTC().Format(time.DateOnly)
 			var created int
-			if err := s.pool.QueryRow(ctx, `SELECT takt_ensure_sample_partitions($1::date, 1)`, d).Scan(&created); err != nil {
-				s.log.Warn("creating a sample partition failed; its rows go to the default partition until a later batch creates it", "day", d, "err", err)
+			if err := s.pool.QueryRow(ctx, `SELECT takt_ensure_sample_partitions($1::date, 1)`, day).Scan(&created); err != nil {
+				s.log.Warn("creating a sample partition failed; its rows go to the default partition until a later batch creates it", "day", day, "err", err)
 				return err
 			}
 			s.days[d] = true
@@ -476,6 +477,16 @@ func (s *Sink) ensurePartitions(ctx context.Context, batch []item) error {
 		}
 	}
 	return nil
+}
+
+// unixDay is the number of the UTC day of t since 1970-01-01.
+func unixDay(t time.Time) int64 {
+	sec := t.Unix()
+	d := sec / 86400
+	if sec < 0 && sec%86400 != 0 {
+		d-- // floor, for times before 1970
+	}
+	return d
 }
 
 type envelopeID struct {
