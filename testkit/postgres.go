@@ -106,6 +106,10 @@ func (s *PostgresServer) startOnce() error {
 	if _, _, err := asUser(cmd, "postgres"); err != nil {
 		return err
 	}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true // Kill takes the backends down with the postmaster
 	// SIGQUIT is PostgreSQL's immediate shutdown: the backends go with the postmaster.
 	if err := s.launch(cmd, syscall.SIGQUIT); err != nil {
 		return fmt.Errorf("start postgres: %w", err)
@@ -133,9 +137,9 @@ func (s *PostgresServer) startOnce() error {
 // Stop shuts the server down cleanly (fast shutdown: open transactions roll back).
 func (s *PostgresServer) Stop() error { return s.signal(syscall.SIGINT, time.Minute) }
 
-// Kill crashes the server (SIGKILL of the postmaster, then its backends): committed
-// transactions survive, the rest is recovered away at the next Start.
-func (s *PostgresServer) Kill() error { return s.signal(syscall.SIGKILL, time.Minute) }
+// Kill crashes the server (SIGKILL of the postmaster and its backends at once):
+// committed transactions survive, the rest is recovered away at the next Start.
+func (s *PostgresServer) Kill() error { return s.killGroup(time.Minute) }
 
 // Close stops the server and removes its directory.
 func (s *PostgresServer) Close() error {

@@ -166,6 +166,31 @@ func (p *serverProc) signal(sig syscall.Signal, wait time.Duration) error {
 	return nil
 }
 
+// killGroup crashes the server and every process of its process group (the server
+// must have been started with Setpgid), and waits until all of them are gone: a
+// crashed server's children must not keep answering on open connections.
+func (p *serverProc) killGroup(wait time.Duration) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return nil
+	}
+	pgid := p.cmd.Process.Pid
+	if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return err
+	}
+	<-p.done
+	deadline := time.Now().Add(wait)
+	for syscall.Kill(-pgid, 0) == nil { // members left (exiting or zombies of the dead leader)
+		if time.Now().After(deadline) {
+			return fmt.Errorf("process group %d still alive %s after SIGKILL", pgid, wait)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.cmd = nil
+	return nil
+}
+
 // Running reports whether the server is started.
 func (p *serverProc) Running() bool {
 	p.mu.Lock()
