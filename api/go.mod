@@ -3,9 +3,9 @@ module takt.dev/api
 go 1.26.8
 
 require (
-	github.com/jackc/pgx/v5 v5.12.0
-	github.com/prometheus/client_golang v1.23.2
-	takt.dev/aggregator v0.0.0
+	github.com/jackc/pgx/v5 v5.13.0
+	github.com/prometheus/client_golang v1.25.0
+	takt.dev/plant v0.0.0
 	takt.dev/schemas v0.0.0
 	takt.dev/servicekit v0.0.0
 	takt.dev/testkit v0.0.0
@@ -23,15 +23,14 @@ require (
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	github.com/pressly/goose/v3 v3.30.0 // indirect
-	github.com/prometheus/client_model v0.6.2 // indirect
-	github.com/prometheus/common v0.66.1 // indirect
+	github.com/prometheus/client_model v0.6.3 // indirect
+	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.23.0 // indirect
 	github.com/sethvargo/go-retry v0.5.0 // indirect
 	github.com/twmb/franz-go v1.22.3 // indirect
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c // indirect
 	github.com/twmb/franz-go/pkg/kmsg v1.15.1 // indirect
 	go.uber.org/multierr v1.11.0 // indirect
-	go.yaml.in/yaml/v2 v2.4.2 // indirect
 	golang.org/x/sync v0.25.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
@@ -41,8 +40,8 @@ require (
 )
 
 replace (
-	takt.dev/aggregator => ../aggregator
 	takt.dev/migrations => ../migrations
+	takt.dev/plant => ../plant
 	takt.dev/schemas => ../schemas
 	takt.dev/servicekit => ../servicekit
 	takt.dev/testkit => ../testkit

@@ -4,12 +4,12 @@ go 1.26.8
 
 require (
 	github.com/eclipse/paho.mqtt.golang v1.5.1
-	github.com/jackc/pgx/v5 v5.12.0
+	github.com/jackc/pgx/v5 v5.13.0
 	github.com/mochi-mqtt/server/v2 v2.7.9
 	github.com/segmentio/kafka-go v0.4.51
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
-	takt.dev/aggregator v0.0.0-00010101000000-000000000000
 	takt.dev/migrations v0.0.0
+	takt.dev/plant v0.0.0-00010101000000-000000000000
 	takt.dev/schemas v0.0.0
 )
 
@@ -22,6 +22,7 @@ require (
 	github.com/mfridman/interpolate v0.0.2 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	github.com/pressly/goose/v3 v3.30.0 // indirect
+	github.com/rogpeppe/go-internal v1.16.0 // indirect
 	github.com/rs/xid v1.4.0 // indirect
 	github.com/sethvargo/go-retry v0.5.0 // indirect
 	github.com/twmb/franz-go v1.22.3 // indirect
@@ -36,5 +37,6 @@ require (
 replace (
 	takt.dev/aggregator => ../aggregator
 	takt.dev/migrations => ../migrations
+	takt.dev/plant => ../plant
 	takt.dev/schemas => ../schemas
 )

@@ -31,7 +31,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"takt.dev/aggregator/internal/service"
-	"takt.dev/aggregator/internal/store"
+	"takt.dev/plant/store"
 	"takt.dev/servicekit"
 )
 

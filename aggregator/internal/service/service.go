@@ -18,7 +18,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
 
-	"takt.dev/aggregator/internal/store"
+	"takt.dev/plant/store"
 	"takt.dev/schemas"
 )
 

@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
 
-	"takt.dev/aggregator/internal/store"
+	"takt.dev/plant/store"
 	"takt.dev/schemas"
 	"takt.dev/testkit"
 )

@@ -12,7 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"takt.dev/aggregator/oee"
+	"takt.dev/plant/oee"
 	"takt.dev/schemas"
 )
 

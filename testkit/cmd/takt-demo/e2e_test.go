@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"takt.dev/aggregator/oee"
+	"takt.dev/plant/oee"
 	"takt.dev/schemas"
 	"takt.dev/testkit"
 )

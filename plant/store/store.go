@@ -19,8 +19,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"takt.dev/aggregator/internal/windows"
-	"takt.dev/aggregator/oee"
+	"takt.dev/plant/windows"
+	"takt.dev/plant/oee"
 	"takt.dev/schemas"
 )
 

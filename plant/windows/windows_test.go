@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"takt.dev/aggregator/oee"
+	"takt.dev/plant/oee"
 	"takt.dev/schemas"
 )
 

@@ -13,7 +13,7 @@ import (
 	"sort"
 	"time"
 
-	"takt.dev/aggregator/oee"
+	"takt.dev/plant/oee"
 	"takt.dev/schemas"
 )
 
