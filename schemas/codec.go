@@ -8,7 +8,9 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -450,6 +452,9 @@ func (s *Sample) validate(i int) error {
 	}
 	if len(s.Tag) > MaxTagLen || !utf8.ValidString(s.Tag) {
 		return fieldErr(field("tag"), s.Tag, "must be valid UTF-8 of at most %d bytes", MaxTagLen)
+	}
+	if i := strings.IndexFunc(s.Tag, unicode.IsControl); i >= 0 {
+		return fieldErr(field("tag"), s.Tag, "control character %U at byte %d not allowed", []rune(s.Tag[i:])[0], i)
 	}
 	if s.TS.Before(minTS) || s.TS.After(maxTS) {
 		return fieldErr(field("ts"), s.TS.Format(time.RFC3339Nano), "outside 1970..9999")

@@ -11,15 +11,20 @@
 //     inside the window) is a micro-stop and stays in run time, a performance loss;
 //     longer ones are breakdowns; SETUP is setup; IDLE (starved, blocked) is idle;
 //     PLANNED_DOWN and NOT_SCHEDULED states are planned down and not scheduled;
-//   - an instant no state interval covers is unknown: reported, never guessed, and
-//     not part of the planned production time.
+//   - an instant no state interval covers, or covered by UNKNOWN (a bad-quality read,
+//     the source or the agent gone), is unknown: reported, never guessed, and not part
+//     of the planned production time. Coverage = known scheduled time / scheduled
+//     time says how much of a window the figures rest on.
 //
 // Planned production time is run time (micro-stops included) + breakdowns + setup +
 // idle. Then availability = run / planned,
 // performance = ideal cycle time × total count / run (reported as measured, above 1
 // too, with a flag), quality = good / total, OEE = A × P × Q. A ratio whose
-// denominator is zero is undefined (nil), never 0 or 1. Longer windows and lines are
-// Sum-med from times and counts, never by averaging ratios.
+// denominator is zero is undefined (nil), never 0 or 1. Counts that contradict each
+// other (more good parts than parts) are kept as measured, flagged as an anomaly, and
+// leave quality and OEE undefined. Longer windows and lines are Sum-med from times and
+// counts, never by averaging ratios. Times are summed in integer nanoseconds, so no
+// figure is ever negative from rounding.
 package oee
 
 import (
@@ -74,6 +79,7 @@ type Result struct {
 	NotScheduledS float64
 	UnknownS      float64
 	CalendarS     float64 // the window up to Now
+	ScheduledS    float64 // shift time in the window up to Now (planned stops included)
 
 	TotalCount, GoodCount, ScrapCount int64
 	IdealRunS                         float64 // ideal cycle time × total count
@@ -82,7 +88,9 @@ type Result struct {
 
 	Availability, Performance, Quality, OEE *float64
 	TEEP                                    *float64 // OEE × planned / calendar time
+	Coverage                                *float64 // (scheduled − unknown) / scheduled: the share of the figures that rest on data
 	PerformanceAbove100                     bool     // measured performance above 1: the ideal cycle time is wrong
+	GoodAboveTotal                          bool     // more good parts than parts: the counters disagree; quality and OEE undefined
 	MTBF, MTTR                              *float64 // seconds: run time per breakdown, breakdown time per breakdown
 
 	// Losses, in seconds of planned production time.
@@ -104,44 +112,44 @@ func Compute(in Input) Result {
 	}
 	win := Span{in.Window.Start, end}
 	r.CalendarS = sec(end.Sub(in.Window.Start))
-
 	sched := []Span{win}
 	if in.Scheduled != nil {
 		sched = clipAll(in.Scheduled, win)
 	}
 	planned := subtract(sched, clipAll(in.PlannedStops, win))
-	r.NotScheduledS = r.CalendarS - total(sched)
-	r.PlannedDownS = total(sched) - total(planned)
+	schedD, plannedD := total(sched), total(planned)
+	r.ScheduledS = sec(schedD)
+	r.NotScheduledS = sec(end.Sub(in.Window.Start) - schedD)
 
-	// Within planned time, the states decide.
-	covered := 0.0
+	// Within planned time, the states decide. Sums are kept in nanoseconds.
+	var run, micro, breakdown, setup, idle, plannedDown, notScheduled, covered time.Duration
 	states := append([]StateInterval(nil), in.States...)
 	sort.Slice(states, func(i, j int) bool { return states[i].Start.Before(states[j].Start) })
 	for _, s := range states {
 		for _, p := range planned {
-			d := sec(overlap(Span{s.Start, s.End}, p))
+			d := overlap(Span{s.Start, s.End}, p)
 			if d <= 0 {
 				continue
 			}
 			covered += d
 			switch s.State {
 			case schemas.StateRunning:
-				r.RunS += d
+				run += d
 			case schemas.StateStoppedUnplanned:
 				if s.End.Sub(s.Start) < in.MicroStopThreshold {
-					r.RunS += d
-					r.MicroStopS += d
+					run += d
+					micro += d
 				} else {
-					r.BreakdownS += d
+					breakdown += d
 				}
 			case schemas.StateSetup:
-				r.SetupS += d
+				setup += d
 			case schemas.StateIdle:
-				r.IdleS += d
+				idle += d
 			case schemas.StatePlannedDown:
-				r.PlannedDownS += d
+				plannedDown += d
 			case schemas.StateNotScheduled:
-				r.NotScheduledS += d
+				notScheduled += d
 			default:
 				covered -= d // UNKNOWN is no knowledge
 			}
@@ -151,8 +159,12 @@ func Compute(in Input) Result {
 			r.Breakdowns++
 		}
 	}
-	r.UnknownS = total(planned) - covered
-	r.PlannedS = r.RunS + r.BreakdownS + r.SetupS + r.IdleS
+	unknown := max(plannedD-covered, 0)
+	r.RunS, r.MicroStopS, r.BreakdownS, r.SetupS, r.IdleS = sec(run), sec(micro), sec(breakdown), sec(setup), sec(idle)
+	r.PlannedDownS = sec(schedD - plannedD + plannedDown)
+	r.NotScheduledS += sec(notScheduled)
+	r.UnknownS = sec(unknown)
+	r.PlannedS = sec(run + breakdown + setup + idle)
 
 	var good, scrap int64
 	haveGood := false
@@ -173,6 +185,7 @@ func Compute(in Input) Result {
 	if haveGood {
 		r.GoodCount = good
 		r.ScrapCount = max(r.TotalCount-good, 0)
+		r.GoodAboveTotal = good > r.TotalCount
 	} else {
 		r.ScrapCount = scrap
 		r.GoodCount = max(r.TotalCount-scrap, 0)
@@ -204,6 +217,8 @@ func Sum(rs ...Result) Result {
 		s.NotScheduledS += r.NotScheduledS
 		s.UnknownS += r.UnknownS
 		s.CalendarS += r.CalendarS
+		s.ScheduledS += r.ScheduledS
+		s.GoodAboveTotal = s.GoodAboveTotal || r.GoodAboveTotal
 		s.TotalCount += r.TotalCount
 		s.GoodCount += r.GoodCount
 		s.ScrapCount += r.ScrapCount
@@ -225,6 +240,11 @@ func finish(r *Result) {
 		r.Performance = ratio(r.IdealRunS, r.RunS)
 	}
 	r.Quality = ratio(float64(r.GoodCount), float64(r.TotalCount))
+	if r.GoodCount > r.TotalCount {
+		r.GoodAboveTotal = true
+		r.Quality = nil
+	}
+	r.Coverage = ratio(r.ScheduledS-r.UnknownS, r.ScheduledS)
 	if r.Availability != nil && r.Performance != nil && r.Quality != nil {
 		v := *r.Availability * *r.Performance * *r.Quality
 		r.OEE = &v
@@ -322,10 +342,10 @@ func subtract(spans, holes []Span) []Span {
 	return out
 }
 
-func total(spans []Span) float64 {
-	t := 0.0
+func total(spans []Span) time.Duration {
+	var t time.Duration
 	for _, s := range spans {
-		t += sec(s.End.Sub(s.Start))
+		t += s.End.Sub(s.Start)
 	}
 	return t
 }
@@ -354,18 +374,26 @@ type Observation struct {
 	Reason uint32
 }
 
-// Intervals turns observations (any order) into state intervals: an observation holds
-// until the next one, or for maxGap at most (after which the time is unknown);
-// consecutive observations of the same state and reason make one interval.
-func Intervals(obs []Observation, maxGap time.Duration) []StateInterval {
+// Intervals turns observations (any order) into state intervals up to until: an
+// observation holds until the next one, as sources that report by exception (OPC UA
+// subscriptions, Sparkplug B) mean it, and the last one holds until until. Knowledge
+// ends only explicitly, with an UNKNOWN observation (a bad-quality read, the source
+// or the agent gone). maxAge > 0 is an opt-in safety net for sources that are known
+// to repeat themselves: an observation then holds for maxAge at most, and the time
+// after it is unknown. Consecutive observations of the same state and reason make one
+// interval; UNKNOWN stretches are left out (no interval is no knowledge).
+func Intervals(obs []Observation, maxAge time.Duration, until time.Time) []StateInterval {
 	sort.Slice(obs, func(i, j int) bool { return obs[i].TS.Before(obs[j].TS) })
 	var out []StateInterval
 	for i, o := range obs {
-		end := o.TS.Add(maxGap)
-		if i+1 < len(obs) && obs[i+1].TS.Before(end) {
+		end := until
+		if i+1 < len(obs) {
 			end = obs[i+1].TS
 		}
-		if !end.After(o.TS) {
+		if maxAge > 0 && o.TS.Add(maxAge).Before(end) {
+			end = o.TS.Add(maxAge)
+		}
+		if !end.After(o.TS) || o.State == schemas.StateUnknown {
 			continue
 		}
 		if n := len(out); n > 0 && out[n-1].State == o.State && out[n-1].Reason == o.Reason && out[n-1].End.Equal(o.TS) {

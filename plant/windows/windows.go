@@ -2,7 +2,8 @@
 // one day: hours and the day in the site's time zone, and the shifts of its
 // calendar. It is pure; the store feeds it.
 //
-// Contract: state intervals come from oee.Intervals; counter readings become
+// Contract: state intervals come from oee.Intervals (states hold until the next
+// observation); counter readings become
 // increments in time order (resets and wraps resolved by oee.Increment), the first
 // reading of a counter only anchors it.
 // Windows are aligned to the site's local midnight and hours (a DST day has 23 or 25
@@ -33,6 +34,18 @@ type Shift struct {
 	Duration time.Duration
 	Weekdays []time.Weekday
 	Breaks   []Break
+	// The local dates the pattern is valid on, inclusive; zero means unbounded. A
+	// past day is computed with the calendar valid on that day.
+	ValidFrom, ValidTo time.Time
+}
+
+// validOn reports whether the pattern applies to the local date d.
+func (s Shift) validOn(d time.Time) bool {
+	day := time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, time.UTC)
+	if !s.ValidFrom.IsZero() && day.Before(s.ValidFrom) {
+		return false
+	}
+	return s.ValidTo.IsZero() || !day.After(s.ValidTo)
 }
 
 // Break is a planned break, relative to its shift's start.
@@ -88,7 +101,7 @@ func DaySpan(t time.Time, loc *time.Location) oee.Span {
 func shiftSpans(shifts []Shift, loc *time.Location, from, to time.Time) (occ []namedSpan, breaks []oee.Span) {
 	for d := from; !d.After(to); d = d.AddDate(0, 0, 1) {
 		for _, s := range shifts {
-			if !hasDay(s.Weekdays, d.Weekday()) {
+			if !hasDay(s.Weekdays, d.Weekday()) || !s.validOn(d) {
 				continue
 			}
 			start := time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, loc).Add(s.StartsAt)

@@ -17,7 +17,7 @@ func TestIntervalsMergeAndGap(t *testing.T) {
 		{TS: t0.Add(3 * time.Second), State: schemas.StateStoppedUnplanned, Reason: 7},
 		{TS: t0.Add(10 * time.Minute), State: schemas.StateRunning}, // after a gap
 	}
-	got := oee.Intervals(obs, time.Minute)
+	got := oee.Intervals(obs, time.Minute, t0.Add(time.Hour))
 	want := []oee.StateInterval{
 		{Start: t0, End: t0.Add(3 * time.Second), State: schemas.StateRunning},
 		{Start: t0.Add(3 * time.Second), End: t0.Add(3*time.Second + time.Minute), State: schemas.StateStoppedUnplanned, Reason: 7},

@@ -50,14 +50,14 @@ type Config struct {
 		Brokers []string `yaml:"brokers"`
 		Group   string   `yaml:"group"`
 	} `yaml:"kafka"`
-	MaxGap         time.Duration `yaml:"max_gap"`
 	BatchRecords   int           `yaml:"batch_records"`
 	Linger         time.Duration `yaml:"linger"`
 	RecomputeEvery time.Duration `yaml:"recompute_every"`
+	RefreshEvery   time.Duration `yaml:"refresh_every"`
 }
 
 func load(file string, getenv func(string) string) (*Config, error) {
-	cfg := &Config{HTTPAddr: "127.0.0.1:9104", MaxGap: time.Minute}
+	cfg := &Config{HTTPAddr: "127.0.0.1:9104"}
 	if err := servicekit.LoadYAML(file, cfg); err != nil {
 		return nil, err
 	}
@@ -75,8 +75,8 @@ func load(file string, getenv func(string) string) (*Config, error) {
 		return nil, errors.New("database_url: missing (or set DATABASE_URL)")
 	case len(cfg.Kafka.Brokers) == 0:
 		return nil, errors.New("kafka.brokers: missing (or set TAKT_KAFKA_BROKERS)")
-	case cfg.MaxGap < time.Second || cfg.MaxGap > 24*time.Hour:
-		return nil, fmt.Errorf("max_gap %s: want 1s to 24h", cfg.MaxGap)
+	case cfg.RefreshEvery != 0 && (cfg.RefreshEvery < time.Second || cfg.RefreshEvery > time.Hour):
+		return nil, fmt.Errorf("refresh_every %s: want 1s to 1h (0: default 1m)", cfg.RefreshEvery)
 	case cfg.BatchRecords < 0 || cfg.BatchRecords > 100_000:
 		return nil, fmt.Errorf("batch_records %d: want 1 to 100000 (0: default 500)", cfg.BatchRecords)
 	}
@@ -95,8 +95,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 || (fs.Arg(0) != "run" && fs.Arg(0) != "validate") {
-		return errors.New("usage: takt-aggregator [-c FILE] run|validate")
+	if fs.NArg() < 1 || (fs.Arg(0) != "run" && fs.Arg(0) != "validate" && fs.Arg(0) != "recompute") {
+		return errors.New("usage: takt-aggregator [-c FILE] run|validate|recompute")
+	}
+	if fs.Arg(0) == "recompute" {
+		return recomputeCmd(ctx, *file, fs.Args()[1:], getenv, stdout, stderr)
 	}
 	cfg, err := load(*file, getenv)
 	if err != nil {
@@ -115,7 +118,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	svc, err := service.New(service.Config{KafkaBrokers: cfg.Kafka.Brokers, Group: cfg.Kafka.Group, BatchRecords: cfg.BatchRecords,
-		Linger: cfg.Linger, RecomputeEvery: cfg.RecomputeEvery}, &store.Store{Pool: pool, MaxGap: cfg.MaxGap}, log, reg, time.Now)
+		Linger: cfg.Linger, RecomputeEvery: cfg.RecomputeEvery, RefreshEvery: cfg.RefreshEvery}, &store.Store{Pool: pool}, log, reg, time.Now)
 	if err != nil {
 		return err
 	}

@@ -16,8 +16,8 @@ func TestConfigErrors(t *testing.T) {
 		t.Fatalf("example.yaml: %v", err)
 	}
 	cases := []struct{ yaml, want string }{
-		{"max_gap: 0s\n", "max_gap 0s: want 1s to 24h"},
-		{"max_gapp: 1m\n", "field max_gapp not found"},
+		{"refresh_every: 100ms\n", "refresh_every 100ms: want 1s to 1h"},
+		{"max_gap: 1m\n", "field max_gap not found"},
 		{"batch_records: -1\n", "batch_records -1"},
 		{"database_url: 'postgres://x@[::1'\n", "database_url"},
 	}

@@ -1,17 +1,21 @@
-// Package service runs the aggregator: a Kafka consumer group over the events topic
-// (so equipment are spread over instances by partition) that saves observations, and
-// a loop that recomputes the windows of dirty equipment-days.
+// Package service runs the aggregator: a Kafka consumer group over the events and
+// status topics (so equipment are spread over instances by partition) that saves
+// observations and agents' births and deaths, and a loop that recomputes the windows
+// of dirty equipment-days and keeps open days moving with the clock.
 //
 // Contract: Kafka offsets are committed after the observations they carry are in
 // PostgreSQL (at-least-once; saving is idempotent). Windows are recomputed from what
 // is stored, so late and out-of-order events land in their windows, and a replay of
-// the topic from the start gives the same table.
+// the topic from the start gives the same table. A record PostgreSQL refuses (a
+// deterministic error) is counted, logged and skipped, never retried forever; a day
+// whose computation fails is set aside by the store and never blocks the others.
 package service
 
 import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,10 +30,11 @@ import (
 type Config struct {
 	KafkaBrokers   []string
 	Group          string        // default takt-aggregator
-	Topic          string        // default schemas.KafkaEvents
+	Topics         []string      // default schemas.KafkaEvents and schemas.KafkaStatus
 	BatchRecords   int           // records saved per transaction, at most; default 500
 	Linger         time.Duration // a batch waits at most this long; default 200ms
 	RecomputeEvery time.Duration // how often dirty days are looked for; default 2s
+	RefreshEvery   time.Duration // how often open days (today) are recomputed as time passes; default 1m
 }
 
 // Service is one aggregator instance.
@@ -49,8 +54,11 @@ func New(cfg Config, st *store.Store, log *slog.Logger, reg prometheus.Registere
 	if cfg.Group == "" {
 		cfg.Group = "takt-aggregator"
 	}
-	if cfg.Topic == "" {
-		cfg.Topic = schemas.KafkaEvents
+	if len(cfg.Topics) == 0 {
+		cfg.Topics = []string{schemas.KafkaEvents, schemas.KafkaStatus}
+	}
+	if cfg.RefreshEvery <= 0 {
+		cfg.RefreshEvery = time.Minute
 	}
 	if cfg.BatchRecords <= 0 {
 		cfg.BatchRecords = 500
@@ -65,7 +73,8 @@ func New(cfg Config, st *store.Store, log *slog.Logger, reg prometheus.Registere
 		now = time.Now
 	}
 	m := newMetrics(reg)
-	st.UnknownTenantDays = m.unknownTenant
+	st.OnUnknownTenant = m.unknownTenant.Inc
+	st.Now = now
 	return &Service{cfg: cfg, store: st, log: log, now: now, m: m}, nil
 }
 
@@ -82,12 +91,13 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 func (s *Service) consume(ctx context.Context) error {
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: s.cfg.KafkaBrokers, GroupID: s.cfg.Group, Topic: s.cfg.Topic,
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: s.cfg.KafkaBrokers, GroupID: s.cfg.Group, GroupTopics: s.cfg.Topics,
 		StartOffset: kafka.FirstOffset, MaxWait: 100 * time.Millisecond, CommitInterval: 0})
 	defer r.Close()
 	for {
 		var batch []kafka.Message
 		var envs []*schemas.Envelope
+		var statuses []*schemas.AgentStatus
 		deadline := time.Now().Add(s.cfg.Linger)
 		for len(batch) < s.cfg.BatchRecords {
 			fctx, cancel := ctx, context.CancelFunc(func() {})
@@ -104,31 +114,35 @@ func (s *Service) consume(ctx context.Context) error {
 					break
 				}
 				s.log.Warn("fetch failed; retrying", "err", err)
-				time.Sleep(200 * time.Millisecond)
+				if !sleep(ctx, 200*time.Millisecond) {
+					return ctx.Err()
+				}
 				continue
 			}
 			batch = append(batch, m)
+			if m.Topic == schemas.KafkaStatus {
+				st, err := schemas.DecodeStatus(m.Value)
+				if err != nil {
+					s.refuse(m, "status", err)
+					continue
+				}
+				statuses = append(statuses, st)
+				continue
+			}
 			env, err := schemas.Decode(m.Value)
 			if err != nil {
-				s.m.refused.Inc() // the bridge validated it; someone else wrote this
-				s.log.Warn("event record refused", "partition", m.Partition, "offset", m.Offset, "err", err)
+				s.refuse(m, string(schemas.ReasonOf(err)), err) // the bridge validated it; someone else wrote this
 				continue
 			}
 			envs = append(envs, env)
 		}
-		for {
-			st, rd, err := s.store.Save(ctx, envs)
-			if err == nil {
-				s.m.states.Add(float64(st))
-				s.m.readings.Add(float64(rd))
-				break
+		if err := s.save(ctx, envs); err != nil {
+			return err
+		}
+		for _, st := range statuses {
+			if err := s.status(ctx, st); err != nil {
+				return err
 			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			s.m.retries.Inc()
-			s.log.Warn("saving events failed; retrying", "err", err)
-			time.Sleep(time.Second)
 		}
 		if err := r.CommitMessages(ctx, batch...); err != nil && ctx.Err() == nil {
 			s.log.Warn("offset commit failed; the records will be saved again (idempotent)", "err", err)
@@ -136,23 +150,122 @@ func (s *Service) consume(ctx context.Context) error {
 	}
 }
 
+func (s *Service) refuse(m kafka.Message, reason string, err error) {
+	s.m.refused.WithLabelValues(reason).Inc()
+	s.log.Warn("record refused", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "key", string(m.Key), "reason", reason, "err", err)
+}
+
+// save stores envs, retrying transient failures with backoff until ctx ends. When
+// PostgreSQL refuses the data itself, the envelopes are saved one by one and the
+// refused ones are counted and skipped.
+func (s *Service) save(ctx context.Context, envs []*schemas.Envelope) error {
+	one := func(envs []*schemas.Envelope) error {
+		return retry(ctx, s, "saving events", func() error {
+			st, rd, err := s.store.Save(ctx, envs)
+			if err == nil {
+				s.m.states.Add(float64(st))
+				s.m.readings.Add(float64(rd))
+			}
+			return err
+		})
+	}
+	err := one(envs)
+	if err == nil || !store.IsDataError(err) {
+		return err
+	}
+	for _, env := range envs {
+		if err := one([]*schemas.Envelope{env}); err != nil {
+			if !store.IsDataError(err) {
+				return err
+			}
+			s.m.refused.WithLabelValues(string(schemas.ReasonRejectedByDatabase)).Inc()
+			s.log.Warn("envelope refused by the database; skipped", "tenant", env.Tenant, "equipment", env.Equipment,
+				"agent", env.Agent, "first_seq", env.Samples[0].Seq, "err", err)
+		}
+	}
+	return nil
+}
+
+func (s *Service) status(ctx context.Context, st *schemas.AgentStatus) error {
+	if st.Tenant == "" || len(st.Equipment) == 0 {
+		return nil // an agent before version 1 names no equipment
+	}
+	s.m.agentStatus.WithLabelValues(st.State).Inc()
+	err := retry(ctx, s, "saving agent status", func() error {
+		return s.store.AgentStatus(ctx, st.Tenant, st.Incarnation, st.State == schemas.AgentOnline, st.Since(), st.Equipment)
+	})
+	if err != nil && store.IsDataError(err) {
+		s.m.refused.WithLabelValues(string(schemas.ReasonRejectedByDatabase)).Inc()
+		s.log.Warn("agent status refused by the database; skipped", "tenant", st.Tenant, "agent", st.Agent, "err", err)
+		return nil
+	}
+	return err
+}
+
+// retry runs fn until it succeeds, fails with a data error (returned), or ctx ends,
+// with exponential backoff and jitter between attempts.
+func retry(ctx context.Context, s *Service, what string, fn func() error) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil || store.IsDataError(err) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		s.m.retries.Inc()
+		wait := backoff/2 + rand.N(backoff/2+1)
+		s.log.Warn(what+" failed; retrying", "backoff", wait, "err", err)
+		if !sleep(ctx, wait) {
+			return ctx.Err()
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 func (s *Service) recompute(ctx context.Context) error {
 	tick := time.NewTicker(s.cfg.RecomputeEvery)
 	defer tick.Stop()
+	var lastRefresh time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:
 		}
+		if time.Since(lastRefresh) >= s.cfg.RefreshEvery {
+			if _, err := s.store.RefreshOpen(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("marking open days failed; trying again next time", "err", err)
+			}
+			lastRefresh = time.Now()
+			s.updateBacklog(ctx)
+		}
 		for ctx.Err() == nil {
 			start := time.Now()
-			found, err := s.store.Recompute(ctx, s.now())
+			d, found, err := s.store.RecomputeNext(ctx, s.now())
 			if err != nil {
-				if ctx.Err() == nil {
-					s.m.retries.Inc()
-					s.log.Warn("recomputing windows failed; retrying", "err", err)
+				if ctx.Err() != nil {
+					break
 				}
+				if found {
+					s.m.failures.Inc()
+					s.log.Warn("computing an equipment-day failed; set aside and retried later", "day", d.String(), "err", err)
+					continue // the others go on
+				}
+				s.m.retries.Inc()
+				s.log.Warn("claiming a dirty day failed; retrying", "err", err)
 				break
 			}
 			if !found {
@@ -164,24 +277,49 @@ func (s *Service) recompute(ctx context.Context) error {
 	}
 }
 
+// updateBacklog sets the backlog gauges from the dirty table.
+func (s *Service) updateBacklog(ctx context.Context) {
+	var dirty, setAside int64
+	var oldest float64
+	err := s.store.Pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE attempts > 0),
+		coalesce(extract(epoch FROM now() - min(marked_at)), 0)::float8 FROM oee_dirty`).Scan(&dirty, &setAside, &oldest)
+	if err != nil {
+		return
+	}
+	s.m.dirty.Set(float64(dirty))
+	s.m.setAside.Set(float64(setAside))
+	s.m.oldestDirty.Set(oldest)
+}
+
 type metrics struct {
-	states, readings, refused, retries, days, unknownTenant prometheus.Counter
-	recompute                                               prometheus.Histogram
+	states, readings, retries, days, unknownTenant, failures prometheus.Counter
+	refused, agentStatus                                     *prometheus.CounterVec
+	dirty, setAside, oldestDirty                             prometheus.Gauge
+	recompute                                                prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		states:   prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_aggregator_state_observations_total", Help: "State samples saved."}),
 		readings: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_aggregator_counter_readings_total", Help: "Counter samples saved."}),
-		refused:  prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_aggregator_refused_records_total", Help: "Event records that are not valid envelopes."}),
-		retries:  prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_aggregator_retries_total", Help: "Database operations retried."}),
-		days:     prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_aggregator_days_computed_total", Help: "Equipment-days whose windows were computed."}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "takt_aggregator_refused_records_total",
+			Help: "Records skipped: not valid envelopes or status messages, or refused by the database (label reason)."}, []string{"reason"}),
+		agentStatus: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "takt_aggregator_agent_status_total",
+			Help: "Agent births (online) and deaths (offline) applied to their equipment."}, []string{"state"}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_aggregator_recompute_failures_total",
+			Help: "Equipment-day computations that failed; the day is set aside and retried with backoff."}),
+		dirty:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "takt_aggregator_dirty_days", Help: "Equipment-days waiting to be computed."}),
+		setAside:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "takt_aggregator_set_aside_days", Help: "Equipment-days whose computation failed and waits for a retry."}),
+		oldestDirty: prometheus.NewGauge(prometheus.GaugeOpts{Name: "takt_aggregator_oldest_dirty_seconds", Help: "Age of the oldest equipment-day waiting to be computed."}),
+		retries:     prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_aggregator_retries_total", Help: "Database operations retried."}),
+		days:        prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_aggregator_days_computed_total", Help: "Equipment-days whose windows were computed."}),
 		unknownTenant: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_aggregator_unknown_tenant_days_total",
 			Help: "Equipment-days not computed because their tenant is not registered (their observations are kept)."}),
 		recompute: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "takt_aggregator_recompute_seconds", Help: "Time to compute and write one equipment-day.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.states, m.readings, m.refused, m.retries, m.days, m.unknownTenant, m.recompute)
+		reg.MustRegister(m.states, m.readings, m.refused, m.retries, m.days, m.unknownTenant, m.recompute,
+			m.agentStatus, m.failures, m.dirty, m.setAside, m.oldestDirty)
 	}
 	return m
 }

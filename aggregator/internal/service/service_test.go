@@ -92,7 +92,7 @@ SELECT tenant_id, id, 'filler-1', 'Filler', 1.0, 120 FROM w`)
 
 func run(t *testing.T, pool *pgxpool.Pool, brokers []string, group string) context.CancelFunc {
 	t.Helper()
-	st := &store.Store{Pool: pool, MaxGap: time.Minute}
+	st := &store.Store{Pool: pool}
 	svc, err := New(Config{KafkaBrokers: brokers, Group: group, RecomputeEvery: 100 * time.Millisecond, Linger: 50 * time.Millisecond},
 		st, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), func() time.Time { return h8.Add(48 * time.Hour) })
 	if err != nil {
@@ -183,15 +183,17 @@ func TestWindowsFromEventsLateDataAndReplay(t *testing.T) {
 
 	// Late data: 09:00-09:10 arrives after the hour was computed.
 	produce(t, k.Brokers(), script(h8.Add(time.Hour), h8.Add(70*time.Minute), h8, h8, &seq))
-	// 09:00-09:10:50 (the last state holds for the one-minute max gap); the parts of
-	// 08:59:50-09:00 show in the 09:00 reading.
-	r9 := window(t, pool, "hour", h8.Add(time.Hour), func(r row) bool { return r.run == 650 && r.total == 600 })
-	if r9.planned != 650 || r9.unknown != 3600-650 {
+	// 09:00-10:00: the last state (RUNNING at 09:09:50) holds until the next one, as
+	// a source reporting by exception means it; the parts of 08:59:50-09:00 show in
+	// the 09:00 reading.
+	r9 := window(t, pool, "hour", h8.Add(time.Hour), func(r row) bool { return r.run == 3600 && r.total == 600 })
+	if r9.planned != 3600 || r9.unknown != 0 {
 		t.Fatalf("hour 09: %+v", r9)
 	}
-	// The local (Europe/Paris) day starts at 23:00 UTC the day before.
-	day := window(t, pool, "day", time.Date(2026, 11, 23, 23, 0, 0, 0, time.UTC), func(r row) bool { return r.total == 3590 && r.run == 3650 })
-	if day.breakdown != 600 || day.unknown != 86400-3650-600 {
+	// The local (Europe/Paris) day starts at 23:00 UTC the day before: unknown until
+	// the first observation at 08:00 UTC, then known to the day's end at 23:00 UTC.
+	day := window(t, pool, "day", time.Date(2026, 11, 23, 23, 0, 0, 0, time.UTC), func(r row) bool { return r.total == 3590 && r.run == 15*3600-600 })
+	if day.breakdown != 600 || day.unknown != 9*3600 {
 		t.Fatalf("day: %+v", day)
 	}
 	time.Sleep(300 * time.Millisecond)
@@ -229,7 +231,7 @@ func TestUnknownTenantIsCounted(t *testing.T) {
 	produce(t, k.Brokers(), envs)
 	reg := prometheus.NewRegistry()
 	svc, err := New(Config{KafkaBrokers: k.Brokers(), RecomputeEvery: 50 * time.Millisecond, Linger: 20 * time.Millisecond},
-		&store.Store{Pool: pool, MaxGap: time.Minute}, slog.New(slog.NewTextHandler(io.Discard, nil)), reg, nil)
+		&store.Store{Pool: pool}, slog.New(slog.NewTextHandler(io.Discard, nil)), reg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

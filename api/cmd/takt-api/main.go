@@ -24,7 +24,6 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,14 +42,13 @@ func main() {
 
 // Config is takt-api's configuration file.
 type Config struct {
-	HTTPAddr        string        `yaml:"http_addr"`
-	DatabaseURL     string        `yaml:"database_url"`
-	ReadReplicaURLs []string      `yaml:"read_replica_urls"`
-	MaxGap          time.Duration `yaml:"max_gap"`
+	HTTPAddr        string   `yaml:"http_addr"`
+	DatabaseURL     string   `yaml:"database_url"`
+	ReadReplicaURLs []string `yaml:"read_replica_urls"`
 }
 
 func load(file string, getenv func(string) string) (*Config, error) {
-	cfg := &Config{HTTPAddr: "127.0.0.1:8080", MaxGap: time.Minute}
+	cfg := &Config{HTTPAddr: "127.0.0.1:8080"}
 	if err := servicekit.LoadYAML(file, cfg); err != nil {
 		return nil, err
 	}
@@ -74,9 +72,6 @@ func load(file string, getenv func(string) string) (*Config, error) {
 			}
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
-	}
-	if cfg.MaxGap < time.Second || cfg.MaxGap > 24*time.Hour {
-		return nil, fmt.Errorf("max_gap %s: want 1s to 24h", cfg.MaxGap)
 	}
 	return cfg, nil
 }
@@ -134,7 +129,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	h := server.New(server.Deps{Primary: primary, Replicas: replicas, Log: log, Registry: reg, MaxGap: cfg.MaxGap})
+	h := server.New(server.Deps{Primary: primary, Replicas: replicas, Log: log, Registry: reg})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http_addr: %w", err)

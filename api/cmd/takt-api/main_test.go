@@ -51,7 +51,7 @@ func TestTokenCreate(t *testing.T) {
 func TestConfigErrors(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "api.yaml")
 	for yaml, want := range map[string]string{
-		"database_url: postgres://x@h/db\nmax_gap: 0s\n":                              "max_gap 0s",
+
 		"database_url: postgres://x@h/db\nread_replica_urls: ['postgres://x@[::1']\n": "read_replica_urls[0]",
 		"databse_url: postgres://x@h/db\n":                                            "field databse_url not found",
 		"http_addr: 127.0.0.1:8080\n":                                                 "database_url: missing",

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"takt.dev/plant/oee"
+	"takt.dev/plant/store"
 	"takt.dev/schemas"
 )
 
@@ -72,7 +73,16 @@ type Figures struct {
 	Quality             *float64  `json:"quality"`
 	OEE                 *float64  `json:"oee"`
 	PerformanceAbove100 bool      `json:"performance_above_100"`
-	Losses              Losses    `json:"losses"`
+	// ScheduledTimeS is the shift time in the window so far, and Coverage the share of
+	// it the figures rest on (known over scheduled, null when nothing is scheduled):
+	// figures on partial data are marked partial (Coverage below 1).
+	ScheduledTimeS float64  `json:"scheduled_time_s"`
+	Coverage       *float64 `json:"coverage"`
+	Partial        bool     `json:"partial"`
+	// Anomalies names data that contradict each other (good_above_total: quality and
+	// OEE are then undefined; performance_above_100: the ideal cycle time is wrong).
+	Anomalies []string `json:"anomalies"`
+	Losses    Losses   `json:"losses"`
 }
 
 // Losses are the seconds behind the ratios.
@@ -88,7 +98,15 @@ type Losses struct {
 }
 
 func figuresOf(r oee.Result) Figures {
-	return Figures{Start: r.Start.UTC(), End: r.End.UTC(), PlannedTimeS: r.PlannedS, RunTimeS: r.RunS,
+	an := []string{}
+	if r.GoodAboveTotal {
+		an = append(an, store.AnomalyGoodAboveTotal)
+	}
+	if r.PerformanceAbove100 {
+		an = append(an, store.AnomalyPerformanceAbove100)
+	}
+	return Figures{ScheduledTimeS: r.ScheduledS, Coverage: r.Coverage, Partial: r.Coverage != nil && *r.Coverage < 1, Anomalies: an,
+		Start: r.Start.UTC(), End: r.End.UTC(), PlannedTimeS: r.PlannedS, RunTimeS: r.RunS,
 		TotalCount: r.TotalCount, GoodCount: r.GoodCount, ScrapCount: r.ScrapCount,
 		Availability: r.Availability, Performance: r.Performance, Quality: r.Quality, OEE: r.OEE,
 		PerformanceAbove100: r.PerformanceAbove100,
@@ -105,6 +123,15 @@ type OEEResponse struct {
 	To      time.Time `json:"to"`
 	Buckets []Figures `json:"buckets"`
 	Total   Figures   `json:"total"` // from the summed times and counts of every bucket
+}
+
+// equipmentCodes returns the equipment codes of a scope.
+func equipmentCodes(ctx context.Context, tx pgx.Tx, scope, code string) ([]string, error) {
+	rows, err := tx.Query(ctx, equipmentOf[scope], code)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
 // equipmentOf is the SQL that selects the equipment codes of a scope.
@@ -151,22 +178,11 @@ func (s *Server) oee(scope string) http.HandlerFunc {
 			if err := scopeExists(r.Context(), tx, scope, code); err != nil {
 				return err
 			}
-			rows, err := tx.Query(r.Context(), `SELECT starts_at, ends_at, planned_s, run_s, setup_s, breakdown_s, micro_stop_s,
-				idle_s, planned_down_s, not_scheduled_s, unknown_s, ideal_run_s, total_count, good_count, scrap_count, performance
-				FROM oee_window WHERE equipment IN (`+equipmentOf[scope]+`) AND granularity = $2 AND starts_at >= $3 AND starts_at < $4
-				ORDER BY starts_at`, code, bucket, from, to)
+			codes, err := equipmentCodes(r.Context(), tx, scope, code)
 			if err != nil {
 				return err
 			}
-			all, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (oee.Result, error) {
-				var o oee.Result
-				var perf *float64
-				err := row.Scan(&o.Start, &o.End, &o.PlannedS, &o.RunS, &o.SetupS, &o.BreakdownS, &o.MicroStopS, &o.IdleS,
-					&o.PlannedDownS, &o.NotScheduledS, &o.UnknownS, &o.IdealRunS, &o.TotalCount, &o.GoodCount, &o.ScrapCount, &perf)
-				o.HasIdealCycle = perf != nil || o.RunS == 0
-				o.CalendarS = o.PlannedS + o.PlannedDownS + o.NotScheduledS + o.UnknownS
-				return o, err
-			})
+			all, err = store.Windows(r.Context(), tx, r.Context().Value(principalKey).(principal).tenant, codes, bucket, from, to)
 			return err
 		})
 		if err != nil {
@@ -279,6 +295,10 @@ func (s *Server) patchEquipment(w http.ResponseWriter, r *http.Request) {
 			WHERE code = $1`, code, after.IdealCycleTimeS, after.MicroStopThreshold); err != nil {
 			return err
 		}
+		// The figures of every day computed so far depend on what changed.
+		if _, err := store.MarkChanged(r.Context(), tx, store.Scope{Tenant: p.tenant, Equipment: code}, time.Time{}, time.Time{}); err != nil {
+			return err
+		}
 		_, err = tx.Exec(r.Context(), `INSERT INTO audit_log (tenant_id, actor, action, entity, entity_id, before, after)
 			VALUES ($1, $2, 'update', 'equipment', $3, $4, $5)`, p.tenant, p.actor, code, before, after)
 		return err
@@ -290,44 +310,13 @@ func (s *Server) patchEquipment(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, after)
 }
 
-// intervals returns the equipment's state intervals clipped to [from, to).
+// intervals returns the equipment's state intervals clipped to [from, to), as the
+// windows are computed from them.
 func (s *Server) intervals(ctx context.Context, tx pgx.Tx, code string, from, to time.Time) ([]oee.StateInterval, error) {
 	if err := scopeExists(ctx, tx, "equipment", code); err != nil {
 		return nil, err
 	}
-	rows, err := tx.Query(ctx, `
-		(SELECT ts, category, reason_code FROM state_observation
-		 WHERE equipment = $1 AND ts < $2 AND ts >= $2 - $4::interval ORDER BY ts DESC LIMIT 1)
-		UNION ALL
-		SELECT ts, category, reason_code FROM state_observation WHERE equipment = $1 AND ts >= $2 AND ts < $3`,
-		code, from, to, s.d.MaxGap)
-	if err != nil {
-		return nil, err
-	}
-	obs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (oee.Observation, error) {
-		var o oee.Observation
-		var cat int16
-		var reason int64
-		err := row.Scan(&o.TS, &cat, &reason)
-		o.State, o.Reason = schemas.StateCategory(cat), uint32(reason)
-		return o, err
-	})
-	if err != nil {
-		return nil, err
-	}
-	var out []oee.StateInterval
-	for _, iv := range oee.Intervals(obs, s.d.MaxGap) {
-		if iv.Start.Before(from) {
-			iv.Start = from
-		}
-		if iv.End.After(to) {
-			iv.End = to
-		}
-		if iv.End.After(iv.Start) {
-			out = append(out, iv)
-		}
-	}
-	return out, nil
+	return store.Intervals(ctx, tx, ctx.Value(principalKey).(principal).tenant, code, from, to, s.d.Now())
 }
 
 // Interval is the JSON of one stretch of the state timeline.
@@ -408,6 +397,30 @@ func (s *Server) downtime(w http.ResponseWriter, r *http.Request) {
 		return out[i].State+fmt.Sprint(out[i].Reason) < out[j].State+fmt.Sprint(out[j].Reason)
 	})
 	writeJSON(w, http.StatusOK, map[string]any{"equipment": r.PathValue("code"), "from": from.UTC(), "to": to.UTC(), "reasons": out})
+}
+
+// failures lists the equipment-days whose computation failed and waits for a retry.
+func (s *Server) failures(w http.ResponseWriter, r *http.Request) {
+	type failure struct {
+		Equipment string    `json:"equipment"`
+		Day       string    `json:"day"` // UTC day of the data
+		Attempts  int       `json:"attempts"`
+		Error     string    `json:"error"`
+		NextTry   time.Time `json:"next_try"`
+	}
+	out := []failure{}
+	err := s.inTenant(r.Context(), false, func(tx pgx.Tx) error {
+		fs, err := store.Failures(r.Context(), tx, 1000)
+		for _, f := range fs {
+			out = append(out, failure{f.Equipment, f.Day.Day.Format(time.DateOnly), f.Attempts, f.LastError, f.NextTry.UTC()})
+		}
+		return err
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"failures": out})
 }
 
 // CountBucket is the part counts of one bucket.

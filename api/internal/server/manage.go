@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"takt.dev/plant/store"
 )
 
 // The management endpoints: what OEE needs (sites with their time zone, lines,
@@ -146,6 +148,9 @@ func (s *Server) patchSite(w http.ResponseWriter, r *http.Request) {
 			after.TimeZone = *in.TimeZone
 		}
 		_, err = tx.Exec(ctx, `UPDATE site SET name = $2, time_zone = $3, updated_at = now() WHERE code = $1`, code, after.Name, after.TimeZone)
+		if err == nil && after.TimeZone != before.TimeZone { // every window moves
+			_, err = store.MarkChanged(ctx, tx, store.Scope{Tenant: ctx.Value(principalKey).(principal).tenant, Site: code}, time.Time{}, time.Time{})
+		}
 		return code, before, after, err
 	})
 }
@@ -253,25 +258,41 @@ func (s *Server) createProduct(w http.ResponseWriter, r *http.Request) {
 
 // Shift is a shift pattern of a site's calendar, with its planned breaks.
 type Shift struct {
+	ID       int64        `json:"id"` // read-only
 	Name     string       `json:"name"`
 	StartsAt string       `json:"starts_at"` // local time, HH:MM
-	Duration string       `json:"duration"`  // such as 8h
+	Duration string       `json:"duration"`  // HH:MM:SS (8h is also accepted)
 	Weekdays []int        `json:"weekdays"`  // ISO: 1 = Monday ... 7 = Sunday
 	Breaks   []ShiftBreak `json:"breaks"`
+	// The local dates the pattern applies on, inclusive (YYYY-MM-DD); a past day is
+	// computed with the patterns valid on it. Default: from 2000-01-01, open-ended.
+	ValidFrom string  `json:"valid_from"`
+	ValidTo   *string `json:"valid_to"`
+}
+
+// parseDuration reads a duration as this API writes it (HH:MM:SS) or as Go does (8h,
+// 30m).
+func parseDuration(v string) (time.Duration, error) {
+	var h, m, sec int
+	if n, err := fmt.Sscanf(v, "%d:%d:%d", &h, &m, &sec); err == nil && n == 3 && m < 60 && sec < 60 && h >= 0 {
+		return time.Duration(h)*time.Hour + time.Duration(m)*time.Minute + time.Duration(sec)*time.Second, nil
+	}
+	return time.ParseDuration(v)
 }
 
 // ShiftBreak is a planned break within a shift.
 type ShiftBreak struct {
 	Name     string `json:"name"`
-	Offset   string `json:"offset"`   // after the shift's start, such as 4h
-	Duration string `json:"duration"` // such as 30m
+	Offset   string `json:"offset"`   // after the shift's start, HH:MM:SS (4h is also accepted)
+	Duration string `json:"duration"` // HH:MM:SS (30m is also accepted)
 }
 
 func (s *Server) listShifts(w http.ResponseWriter, r *http.Request) {
-	s.list(w, r, "shifts", `SELECT p.name, to_char(p.starts_at, 'HH24:MI') AS starts_at, p.duration::text AS duration, p.weekdays,
-		coalesce((SELECT json_agg(json_build_object('name', b.name, 'offset', b.start_offset::text, 'duration', b.duration::text))
-			FROM planned_break b WHERE b.shift_pattern_id = p.id), '[]') AS breaks
-		FROM shift_pattern p JOIN site s ON s.id = p.site_id WHERE s.code = $1 ORDER BY p.starts_at`, r.PathValue("code"))
+	s.list(w, r, "shifts", `SELECT p.id, p.name, to_char(p.starts_at, 'HH24:MI') AS starts_at, to_char(p.duration, 'HH24:MI:SS') AS duration, p.weekdays,
+		coalesce((SELECT json_agg(json_build_object('name', b.name, 'offset', to_char(b.start_offset, 'HH24:MI:SS'), 'duration', to_char(b.duration, 'HH24:MI:SS')))
+			FROM planned_break b WHERE b.shift_pattern_id = p.id), '[]') AS breaks,
+		p.valid_from::text AS valid_from, p.valid_to::text AS valid_to
+		FROM shift_pattern p JOIN site s ON s.id = p.site_id WHERE s.code = $1 ORDER BY p.starts_at, p.valid_from`, r.PathValue("code"))
 }
 
 func (s *Server) createShift(w http.ResponseWriter, r *http.Request) {
@@ -285,7 +306,7 @@ func (s *Server) createShift(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, badParam("starts_at", "%q: want HH:MM", in.StartsAt))
 		return
 	}
-	dur, err := time.ParseDuration(in.Duration)
+	dur, err := parseDuration(in.Duration)
 	if err != nil || dur <= 0 || dur > 24*time.Hour {
 		s.fail(w, r, badParam("duration", "%q: want a duration up to 24h, such as 8h", in.Duration))
 		return
@@ -305,21 +326,38 @@ func (s *Server) createShift(w http.ResponseWriter, r *http.Request) {
 	}
 	var breaks []brk
 	for i, b := range in.Breaks {
-		off, e1 := time.ParseDuration(b.Offset)
-		bd, e2 := time.ParseDuration(b.Duration)
+		off, e1 := parseDuration(b.Offset)
+		bd, e2 := parseDuration(b.Duration)
 		if e1 != nil || e2 != nil || off < 0 || bd <= 0 || off+bd > dur {
 			s.fail(w, r, badParam(fmt.Sprintf("breaks[%d]", i), "offset %q and duration %q must be durations within the shift", b.Offset, b.Duration))
 			return
 		}
 		breaks = append(breaks, brk{b.Name, off, bd})
 	}
+	if in.ValidFrom == "" {
+		in.ValidFrom = "2000-01-01"
+	}
+	validFrom, err := time.Parse(time.DateOnly, in.ValidFrom)
+	if err != nil {
+		s.fail(w, r, badParam("valid_from", "%q: want a date YYYY-MM-DD", in.ValidFrom))
+		return
+	}
+	var validTo *time.Time
+	if in.ValidTo != nil {
+		t, err := time.Parse(time.DateOnly, *in.ValidTo)
+		if err != nil || t.Before(validFrom) {
+			s.fail(w, r, badParam("valid_to", "%q: want a date YYYY-MM-DD, not before valid_from", *in.ValidTo))
+			return
+		}
+		validTo = &t
+	}
 	site := r.PathValue("code")
 	s.change(w, r, "shift_pattern", "insert", http.StatusCreated, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
 		p := ctx.Value(principalKey).(principal)
 		var id int64
-		err := tx.QueryRow(ctx, `INSERT INTO shift_pattern (tenant_id, site_id, name, starts_at, duration, weekdays)
-			SELECT $1, id, $3, $4::time, make_interval(secs => $5), $6 FROM site WHERE code = $2 RETURNING id`,
-			p.tenant, site, in.Name, start.Format("15:04"), dur.Seconds(), in.Weekdays).Scan(&id)
+		err := tx.QueryRow(ctx, `INSERT INTO shift_pattern (tenant_id, site_id, name, starts_at, duration, weekdays, valid_from, valid_to)
+			SELECT $1, id, $3, $4::time, make_interval(secs => $5), $6, $7, $8 FROM site WHERE code = $2 RETURNING id`,
+			p.tenant, site, in.Name, start.Format("15:04"), dur.Seconds(), in.Weekdays, validFrom, validTo).Scan(&id)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return "", nil, nil, notFound(fmt.Sprintf("site %q", site))
 		}
@@ -332,7 +370,44 @@ func (s *Server) createShift(w http.ResponseWriter, r *http.Request) {
 				return "", nil, nil, err
 			}
 		}
+		if err := markShift(ctx, tx, p.tenant, site, validFrom, validTo); err != nil {
+			return "", nil, nil, err
+		}
+		in.ID = id
 		return fmt.Sprint(id), nil, in, nil
+	})
+}
+
+// markShift marks the days of a site's equipment that a shift pattern valid from
+// validFrom to validTo (nil: open) touches, a day before and after included.
+func markShift(ctx context.Context, tx pgx.Tx, tenant, site string, validFrom time.Time, validTo *time.Time) error {
+	to := time.Time{}
+	if validTo != nil {
+		to = validTo.Add(48 * time.Hour)
+	}
+	_, err := store.MarkChanged(ctx, tx, store.Scope{Tenant: tenant, Site: site}, validFrom.Add(-24*time.Hour), to)
+	return err
+}
+
+// deleteShift removes a shift pattern (and its breaks) and recomputes what it touched.
+func (s *Server) deleteShift(w http.ResponseWriter, r *http.Request) {
+	site, id := r.PathValue("code"), r.PathValue("id")
+	s.change(w, r, "shift_pattern", "delete", http.StatusOK, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
+		p := ctx.Value(principalKey).(principal)
+		var before Shift
+		var validFrom time.Time
+		var validTo *time.Time
+		err := tx.QueryRow(ctx, `DELETE FROM shift_pattern p USING site s WHERE s.id = p.site_id AND s.code = $1 AND p.id::text = $2
+			RETURNING p.id, p.name, to_char(p.starts_at, 'HH24:MI'), to_char(p.duration, 'HH24:MI:SS'), p.weekdays, p.valid_from, p.valid_to`,
+			site, id).Scan(&before.ID, &before.Name, &before.StartsAt, &before.Duration, &before.Weekdays, &validFrom, &validTo)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return "", nil, nil, notFound(fmt.Sprintf("shift %s of site %q", id, site))
+		}
+		if err != nil {
+			return "", nil, nil, err
+		}
+		before.ValidFrom = validFrom.Format(time.DateOnly)
+		return id, before, nil, markShift(ctx, tx, p.tenant, site, validFrom, validTo)
 	})
 }
 
@@ -366,6 +441,9 @@ func (s *Server) createPlannedStop(w http.ResponseWriter, r *http.Request) {
 			SELECT $1, id, $3, $4, $5 FROM equipment WHERE code = $2 RETURNING id`, p.tenant, code, in.Start, in.End, in.Reason).Scan(&id)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return "", nil, nil, notFound(fmt.Sprintf("equipment %q", code))
+		}
+		if err == nil {
+			_, err = store.MarkChanged(ctx, tx, store.Scope{Tenant: p.tenant, Equipment: code}, in.Start, in.End)
 		}
 		return fmt.Sprint(id), nil, in, err
 	})

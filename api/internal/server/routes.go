@@ -23,6 +23,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("PATCH /api/v1/sites/{code}", s.auth(s.patchSite))
 	mux.HandleFunc("GET /api/v1/sites/{code}/shifts", s.auth(s.listShifts))
 	mux.HandleFunc("POST /api/v1/sites/{code}/shifts", s.auth(s.createShift))
+	mux.HandleFunc("DELETE /api/v1/sites/{code}/shifts/{id}", s.auth(s.deleteShift))
+	mux.HandleFunc("GET /api/v1/recompute-failures", s.auth(s.failures))
 	mux.HandleFunc("GET /api/v1/lines", s.auth(s.listLines))
 	mux.HandleFunc("POST /api/v1/lines", s.auth(s.createLine))
 	mux.HandleFunc("GET /api/v1/products", s.auth(s.listProducts))

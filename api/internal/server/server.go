@@ -43,7 +43,6 @@ type Deps struct {
 	Log      *slog.Logger
 	Registry *prometheus.Registry
 	Now      func() time.Time
-	MaxGap   time.Duration // how long a state sample holds (as the aggregator's max_gap)
 }
 
 // Server serves the API.
@@ -64,9 +63,6 @@ type cachedToken struct {
 func New(d Deps) *Server {
 	if d.Now == nil {
 		d.Now = time.Now
-	}
-	if d.MaxGap == 0 {
-		d.MaxGap = time.Minute
 	}
 	if d.Registry == nil {
 		d.Registry = prometheus.NewRegistry()

@@ -255,6 +255,9 @@ func toSample(m *mapping, r source.Reading) schemas.Sample {
 	case schemas.RoleCounter:
 		s.Counter = m.counter
 		s.Wrap = t.Wrap
+		if s.Wrap == 0 && r.Quality != source.Bad {
+			s.Wrap = r.Value.Wrap // the value's own type, as for Modbus registers
+		}
 		if s.Kind == schemas.NumberValue && (s.Value < 0 || (s.Wrap != 0 && s.Value >= float64(s.Wrap)) || s.Value > 1<<53 || s.Value != math.Trunc(s.Value)) {
 			s.Kind, s.Quality = schemas.NoValue, schemas.QualityBad // a negative or out-of-range count is no count
 		}

@@ -250,11 +250,11 @@ func valueOf(v any) (source.Value, error) {
 	case int16:
 		return source.Value{Num: float64(x)}, nil
 	case uint16:
-		return source.Value{Num: float64(x)}, nil
+		return source.Value{Num: float64(x), Wrap: 1 << 16}, nil
 	case int32:
 		return source.Value{Num: float64(x)}, nil
 	case uint32:
-		return source.Value{Num: float64(x)}, nil
+		return source.Value{Num: float64(x), Wrap: 1 << 32}, nil
 	case int64:
 		return source.Value{Num: float64(x)}, nil
 	case uint64:

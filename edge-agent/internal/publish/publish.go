@@ -13,8 +13,10 @@ package publish
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,13 +40,15 @@ const AckTimeout = 30 * time.Second
 
 // Publisher moves records from the buffer to the broker.
 type Publisher struct {
-	cfg    config.MQTT
-	agent  config.Agent
-	max    int
-	buf    *buffer.Buffer
-	log    *slog.Logger
-	m      *metrics
-	status string
+	cfg         config.MQTT
+	agent       config.Agent
+	max         int
+	buf         *buffer.Buffer
+	log         *slog.Logger
+	m           *metrics
+	status      string
+	incarnation string   // this run of the agent process
+	equipment   []string // the equipment codes the agent serves
 
 	mu        sync.Mutex
 	connected bool
@@ -68,19 +72,22 @@ func (noStore) Reset()                            {}
 
 // New builds a publisher; Run connects.
 func New(cfg *config.Config, buf *buffer.Buffer, log *slog.Logger, reg prometheus.Registerer) *Publisher {
+	var inc [8]byte
+	_, _ = rand.Read(inc[:])
+	eqs := make([]string, len(cfg.Equipment))
+	for i, e := range cfg.Equipment {
+		eqs[i] = e.Code
+	}
 	return &Publisher{cfg: cfg.MQTT, agent: cfg.Agent, max: cfg.Publish.MaxInflight, buf: buf, log: log,
-		m: newMetrics(reg), status: schemas.StatusTopic(cfg.Agent.Tenant, cfg.Agent.ID), connCh: make(chan struct{})}
+		m: newMetrics(reg), status: schemas.StatusTopic(cfg.Agent.Tenant, cfg.Agent.ID), connCh: make(chan struct{}),
+		incarnation: hex.EncodeToString(inc[:]), equipment: eqs}
 }
 
-// Status is the JSON of the agent's retained status message.
-type Status struct {
-	Agent string    `json:"agent"`
-	State string    `json:"state"` // online or offline
-	TS    time.Time `json:"ts"`
-}
-
-func (p *Publisher) statusPayload(state string) []byte {
-	b, _ := json.Marshal(Status{Agent: p.agent.ID, State: state, TS: time.Now().UTC()})
+// statusPayload is the agent's status message (schemas.AgentStatus): "online" as its
+// birth, "offline" as its last will (will true) or when it stops.
+func (p *Publisher) statusPayload(state string, will bool) []byte {
+	b, _ := json.Marshal(schemas.AgentStatus{Version: schemas.Version, Tenant: p.agent.Tenant, Agent: p.agent.ID,
+		State: state, Will: will, Incarnation: p.incarnation, TS: time.Now().UTC(), Equipment: p.equipment})
 	return b
 }
 
@@ -160,10 +167,10 @@ func (p *Publisher) Run(ctx context.Context) error {
 		SetAutoReconnect(true).SetConnectRetry(true).
 		SetConnectRetryInterval(time.Second).SetMaxReconnectInterval(30*time.Second).
 		SetKeepAlive(p.cfg.KeepAlive).SetWriteTimeout(10*time.Second).
-		SetBinaryWill(p.status, p.statusPayload("offline"), 1, true).
+		SetBinaryWill(p.status, p.statusPayload(schemas.AgentOffline, true), 1, true).
 		SetStore(noStore{})
 	opts.SetOnConnectHandler(func(c mqtt.Client) {
-		c.Publish(p.status, 1, true, p.statusPayload("online"))
+		c.Publish(p.status, 1, true, p.statusPayload(schemas.AgentOnline, false))
 		p.log.Info("connected to the broker", "broker", p.cfg.URL)
 		p.setConnected(true)
 	})
@@ -183,7 +190,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 	err = p.loop(ctx)
 
 	if p.Connected() {
-		tok := p.client.Publish(p.status, 1, true, p.statusPayload("offline"))
+		tok := p.client.Publish(p.status, 1, true, p.statusPayload(schemas.AgentOffline, false))
 		tok.WaitTimeout(2 * time.Second)
 	}
 	p.client.Disconnect(500)

@@ -9,6 +9,10 @@ type Value struct {
 	Num    float64
 	Text   string
 	IsText bool
+	// Wrap is where the value's type wraps to 0 when it is an unsigned counter type
+	// (UInt16: 65536, UInt32: 2^32), 0 otherwise: a counter tag without a configured
+	// wrap takes it, as a Modbus counter takes its register type's.
+	Wrap uint64
 }
 
 // Quality of a reading, as the source judged it.
