@@ -15,7 +15,7 @@ import (
 // KafkaOptions shape a KafkaServer.
 type KafkaOptions struct {
 	// Partitions of each of Takt's topics (schemas.KafkaSamples, KafkaEvents,
-	// KafkaDeadLetter), created at start. Default 4.
+	// KafkaDeadLetter, KafkaStatus), created at start. Default 4.
 	Partitions int
 	// Proxied puts a Proxy in front of the broker, and makes the broker advertise the
 	// proxy's address, so that every client connection goes through it and Proxy.Cut
@@ -74,7 +74,7 @@ func (s *KafkaServer) Start() error {
 	opts := []kfake.Opt{
 		kfake.Ports(s.Port),
 		kfake.DataDir(s.Dir),
-		kfake.SeedTopics(int32(s.opts.Partitions), schemas.KafkaSamples, schemas.KafkaEvents, schemas.KafkaDeadLetter),
+		kfake.SeedTopics(int32(s.opts.Partitions), schemas.KafkaSamples, schemas.KafkaEvents, schemas.KafkaDeadLetter, schemas.KafkaStatus),
 		kfake.AllowAutoTopicCreation(),
 		kfake.DefaultNumPartitions(s.opts.Partitions),
 	}

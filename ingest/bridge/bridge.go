@@ -117,10 +117,11 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// filters returns the MQTT filters the bridge subscribes to.
+// filters returns the MQTT filters the bridge subscribes to: its data topics and
+// the agents' status topics.
 func (c Config) filters() map[string]byte {
-	out := make(map[string]byte, len(c.Topics))
-	for _, t := range c.Topics {
+	out := make(map[string]byte, len(c.Topics)+1)
+	for _, t := range append([]string{schemas.StatusRoot + "/#"}, c.Topics...) {
 		if c.Subscription == "shared" {
 			t = schemas.SharedFilter(c.Group, t)
 		}
@@ -330,7 +331,7 @@ func (b *Bridge) process(ctx context.Context, batch []mqtt.Message) error {
 	}
 	b.m.batchMessages.Observe(float64(len(batch)))
 	backoff := 50 * time.Millisecond
-	for {
+	for len(records) > 0 {
 		start := time.Now()
 		err := b.writer.WriteMessages(ctx, records...)
 		if err == nil {
@@ -359,6 +360,9 @@ func (b *Bridge) process(ctx context.Context, batch []mqtt.Message) error {
 
 // convert turns one MQTT message into its Kafka records and counts its samples.
 func (b *Bridge) convert(msg mqtt.Message) ([]kafka.Message, int) {
+	if strings.HasPrefix(msg.Topic(), schemas.StatusRoot+"/") {
+		return b.convertStatus(msg), 0
+	}
 	payload := msg.Payload()
 	env, err := b.cfg.Limits.Decode(payload)
 	if err == nil {
@@ -384,6 +388,35 @@ func (b *Bridge) convert(msg mqtt.Message) ([]kafka.Message, int) {
 		recs = append(recs, kafka.Message{Topic: schemas.KafkaEvents, Key: key, Value: value})
 	}
 	return recs, len(env.Samples)
+}
+
+// convertStatus turns an agent's birth or death into a record of the status topic,
+// stamped with the time it was received (for a last will, when the broker noticed
+// the agent gone). A retained status, sent again because the bridge subscribed, is
+// old news and is dropped.
+func (b *Bridge) convertStatus(msg mqtt.Message) []kafka.Message {
+	if msg.Retained() {
+		return nil
+	}
+	st, err := schemas.DecodeStatus(msg.Payload())
+	if err == nil {
+		tenant, agent, terr := schemas.ParseStatusTopic(msg.Topic())
+		switch {
+		case terr != nil:
+			err = &schemas.DecodeError{Reason: schemas.ReasonTopicMismatch, Err: terr}
+		case agent != st.Agent || (st.Tenant != "" && tenant != st.Tenant):
+			err = &schemas.DecodeError{Reason: schemas.ReasonTopicMismatch,
+				Err: fmt.Errorf("topic %q names %s/%s, the status %s/%s", msg.Topic(), tenant, agent, st.Tenant, st.Agent)}
+		}
+		st.Tenant = tenant
+	}
+	if err != nil {
+		return []kafka.Message{b.deadLetter(msg, err)}
+	}
+	st.ReceivedAt = b.now().UTC()
+	value, _ := json.Marshal(st)
+	b.m.statuses.WithLabelValues(st.State).Inc()
+	return []kafka.Message{{Topic: schemas.KafkaStatus, Key: []byte(st.Tenant + "/" + st.Agent), Value: value}}
 }
 
 // eventsOf returns the envelope's state and counter samples as an envelope, or nil.

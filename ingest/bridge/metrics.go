@@ -10,6 +10,7 @@ type metrics struct {
 	messages      prometheus.Counter
 	samples       prometheus.Counter
 	deadLetters   *prometheus.CounterVec
+	statuses      *prometheus.CounterVec
 	retries       prometheus.Counter
 	queueFull     prometheus.Counter
 	queueDepth    prometheus.Gauge
@@ -27,6 +28,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Samples in the envelopes written to Kafka."}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "takt_bridge_dead_letters_total",
 			Help: "MQTT messages refused and written to the dead-letter topic, by reason."}, []string{"reason"}),
+		statuses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "takt_bridge_agent_status_total",
+			Help: "Agents' births (online) and deaths (offline) written to the status topic."}, []string{"state"}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_bridge_kafka_retries_total",
 			Help: "Kafka writes retried after a failure."}),
 		queueFull: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_bridge_queue_full_total",
@@ -44,7 +47,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.messages, m.samples, m.deadLetters, m.retries, m.queueFull, m.queueDepth,
-			m.connected, m.disconnects, m.batchMessages, m.writeSeconds)
+			m.connected, m.disconnects, m.batchMessages, m.writeSeconds, m.statuses)
 	}
 	for _, r := range schemas.Reasons() {
 		m.deadLetters.WithLabelValues(string(r))

@@ -280,7 +280,7 @@ func Failures(ctx context.Context, q Querier, limit int) ([]Failure, error) {
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Failure, error) {
 		var f Failure
-		err := r.Scan(&f.Tenant, &f.Equipment, &f.Day, &f.Attempts, &f.LastError, &f.NextTry)
+		err := r.Scan(&f.Tenant, &f.Equipment, &f.Day.Day, &f.Attempts, &f.LastError, &f.NextTry)
 		return f, err
 	})
 }

@@ -174,7 +174,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "  takt-agent       polls them every second, publishes to MQTT (metrics http://127.0.0.1:9103/metrics)\n")
 	fmt.Fprintf(out, "  MQTT broker      %s (topics like %s)\n", mqttURL, demo.Topic())
 	fmt.Fprintf(out, "  takt-ingest      bridge MQTT -> Kafka, sink Kafka -> PostgreSQL (metrics http://127.0.0.1:9102/metrics)\n")
-	fmt.Fprintf(out, "  Kafka            %s, topics %s, %s, %s\n", kb, schemas.KafkaSamples, schemas.KafkaEvents, schemas.KafkaDeadLetter)
+	fmt.Fprintf(out, "  Kafka            %s, topics %s, %s, %s, %s\n", kb, schemas.KafkaSamples, schemas.KafkaEvents, schemas.KafkaDeadLetter, schemas.KafkaStatus)
 	fmt.Fprintf(out, "  takt-aggregator  states and counts -> OEE windows (metrics http://127.0.0.1:9104/metrics)\n")
 	fmt.Fprintf(out, "  PostgreSQL       %s\n", dbURL)
 	fmt.Fprintf(out, "  takt-api         http://%s/api/v1/ (OpenAPI: /api/v1/openapi.json)\n\n", *apiAddr)
