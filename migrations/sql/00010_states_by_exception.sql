@@ -19,6 +19,10 @@ ALTER TABLE oee_window
     ADD COLUMN anomalies text[] NOT NULL DEFAULT '{}',
     -- the clock the window was computed with: before ends_at, the window is still open
     ADD COLUMN computed_through timestamptz NOT NULL DEFAULT '-infinity';
+-- Windows computed before: what was scheduled is what was not "not scheduled".
+UPDATE oee_window SET scheduled_s = planned_s + planned_down_s + unknown_s,
+    coverage = CASE WHEN planned_s + planned_down_s + unknown_s > 0
+        THEN (planned_s + planned_down_s) / (planned_s + planned_down_s + unknown_s) END;
 -- +goose StatementBegin
 DO $$
 DECLARE c text;

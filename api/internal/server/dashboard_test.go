@@ -27,6 +27,11 @@ func TestDashboardShowsTheAPIFigures(t *testing.T) {
 		ends_at = ends_at - $1::timestamptz + $2::timestamptz`, h6, base); err != nil {
 		t.Fatal(err)
 	}
+	// capper-1's first hour has half its scheduled time without data.
+	if _, err := pool.Exec(context.Background(), `UPDATE oee_window SET scheduled_s = 3600, unknown_s = 1800, coverage = 0.5
+		WHERE tenant_id = 'a' AND equipment = 'capper-1'`); err != nil {
+		t.Fatal(err)
+	}
 	_, ts := newServer(t, pool)
 
 	out, err := exec.Command(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -73,6 +78,19 @@ func TestDashboardShowsTheAPIFigures(t *testing.T) {
 	same("line availability", value(`id="line-a"[^>]*data-value="([^"]+)"`), line.Total.Availability)
 	same("line performance", value(`id="line-p"[^>]*data-value="([^"]+)"`), line.Total.Performance)
 	same("line quality", value(`id="line-q"[^>]*data-value="([^"]+)"`), line.Total.Quality)
+	same("line coverage", value(`id="line-coverage"[^>]*data-value="([^"]+)"`), line.Total.Coverage)
+	if !line.Total.Partial || !regexp.MustCompile(`class="kpi partial"[^>]*id="line-coverage-kpi"|id="line-coverage-kpi"[^>]*class="kpi partial"`).MatchString(dom) {
+		t.Errorf("partial data not marked: API partial=%v", line.Total.Partial)
+	}
+	partialRows := 0
+	for _, b := range line.Buckets {
+		if b.Partial {
+			partialRows++
+		}
+	}
+	if n := len(regexp.MustCompile(`data-partial="1"`).FindAllString(dom, -1)); n != partialRows || n == 0 {
+		t.Errorf("%d hour rows marked partial on the page, the API has %d", n, partialRows)
+	}
 	for _, eq := range []string{"filler-1", "capper-1"} {
 		var r OEEResponse
 		call(t, ts, "GET", "tok-a", "/api/v1/equipment/"+eq+"/oee"+q, "", &r)

@@ -64,8 +64,8 @@ SELECT tenant_id, id, c, c, 1.0 FROM w, unnest(CASE WHEN $1 = 'a' THEN ARRAY['fi
 	} {
 		a, p, q := w.run/w.planned, float64(w.total)/w.run, float64(w.good)/float64(w.total)
 		_, err := pool.Exec(ctx, `INSERT INTO oee_window (tenant_id, equipment, granularity, starts_at, ends_at, planned_s, run_s,
-			breakdown_s, not_scheduled_s, ideal_run_s, total_count, good_count, scrap_count, availability, performance, quality, oee)
-			VALUES ($1, $2, 'hour', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+			breakdown_s, not_scheduled_s, ideal_run_s, total_count, good_count, scrap_count, availability, performance, quality, oee, scheduled_s, coverage)
+			VALUES ($1, $2, 'hour', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $5, 1)`,
 			w.tenant, w.eq, w.start, w.start.Add(time.Hour), w.planned, w.run, w.breakdown, 3600-w.planned, float64(w.total),
 			w.total, w.good, w.total-w.good, a, p, q, a*p*q)
 		if err != nil {
@@ -262,7 +262,7 @@ func TestOpenAPIDocument(t *testing.T) {
 	}
 	// Every route under /api/v1 is documented.
 	for _, p := range []string{"/equipment", "/equipment/{code}", "/equipment/{code}/oee", "/lines/{code}/oee", "/sites/{code}/oee", "/sites", "/sites/{code}", "/sites/{code}/shifts", "/lines", "/products", "/equipment/{code}/planned-stops",
-		"/equipment/{code}/timeline", "/equipment/{code}/downtime", "/equipment/{code}/counts"} {
+		"/equipment/{code}/timeline", "/equipment/{code}/downtime", "/equipment/{code}/counts", "/sites/{code}/shifts/{id}", "/recompute-failures"} {
 		if doc.Paths[p] == nil {
 			t.Errorf("openapi.json lacks %s", p)
 		}
@@ -309,5 +309,95 @@ func TestManagementIsAudited(t *testing.T) {
 	var sites struct{ Sites []map[string]any }
 	if code := call(t, ts, "GET", "tok-b", "/api/v1/sites", "", &sites); code != 200 || len(sites.Sites) != 1 {
 		t.Fatalf("tenant b's sites: %+v", sites)
+	}
+}
+
+// Every change that OEE depends on marks the days it touches for recomputation, and
+// what the API writes it reads back in the same format.
+func TestChangesMarkDaysForRecomputation(t *testing.T) {
+	pool := fixture(t)
+	ctx := context.Background()
+	// A day window for a/filler-1 and a/capper-1 on 2026-11-25 (UTC site).
+	for _, eq := range []string{"filler-1", "capper-1"} {
+		if _, err := pool.Exec(ctx, `INSERT INTO oee_window (tenant_id, equipment, granularity, starts_at, ends_at, planned_s, run_s,
+			total_count, good_count) VALUES ('a', $1, 'day', '2026-11-25T00:00:00Z', '2026-11-26T00:00:00Z', 0, 0, 0, 0)`, eq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, ts := newServer(t, pool)
+	dirty := func() []string {
+		t.Helper()
+		var out []string
+		rows, _ := pool.Query(ctx, `SELECT tenant_id || '/' || equipment || ' ' || day::text FROM oee_dirty ORDER BY 1`)
+		for rows.Next() {
+			var s string
+			rows.Scan(&s)
+			out = append(out, s)
+		}
+		pool.Exec(ctx, `DELETE FROM oee_dirty`)
+		return out
+	}
+	want := func(what string, got []string, w ...string) {
+		t.Helper()
+		if fmt.Sprint(got) != fmt.Sprint(w) {
+			t.Fatalf("%s marked %v, want %v", what, got, w)
+		}
+	}
+	if code := call(t, ts, "PATCH", "tok-a", "/api/v1/equipment/filler-1", `{"ideal_cycle_time_s": 0.5}`, nil); code != 200 {
+		t.Fatalf("PATCH: %d", code)
+	}
+	want("ideal cycle time", dirty(), "a/filler-1 2026-11-25")
+	if code := call(t, ts, "POST", "tok-a", "/api/v1/equipment/capper-1/planned-stops",
+		`{"start":"2026-11-25T10:00:00Z","end":"2026-11-25T10:30:00Z","reason":"cleaning"}`, nil); code != 201 {
+		t.Fatalf("planned stop: %d", code)
+	}
+	want("planned stop", dirty(), "a/capper-1 2026-11-25")
+	var created Shift
+	if code := call(t, ts, "POST", "tok-a", "/api/v1/sites/lyon/shifts",
+		`{"name":"early","starts_at":"06:00","duration":"08:00:00","breaks":[{"name":"lunch","offset":"4h","duration":"00:30:00"}],"valid_from":"2026-11-20"}`, &created); code != 201 {
+		t.Fatalf("shift: %d", code)
+	}
+	want("shift", dirty(), "a/capper-1 2026-11-25", "a/filler-1 2026-11-25")
+	// What GET returns, POST takes back: durations round-trip.
+	var shifts struct{ Shifts []Shift }
+	if code := call(t, ts, "GET", "tok-a", "/api/v1/sites/lyon/shifts", "", &shifts); code != 200 || len(shifts.Shifts) != 1 {
+		t.Fatalf("shifts: %d %+v", code, shifts)
+	}
+	sh := shifts.Shifts[0]
+	if sh.Duration != "08:00:00" || sh.Breaks[0].Offset != "04:00:00" || sh.ValidFrom != "2026-11-20" || sh.ID != created.ID {
+		t.Fatalf("shift read back as %+v", sh)
+	}
+	sh.Name, sh.ValidFrom = "late", "2026-12-01"
+	body, _ := json.Marshal(sh)
+	if code := call(t, ts, "POST", "tok-a", "/api/v1/sites/lyon/shifts", string(body), nil); code != 201 {
+		t.Fatalf("posting back what GET returned: %d", code)
+	}
+	want("a shift valid from later", dirty())
+	if code := call(t, ts, "DELETE", "tok-a", fmt.Sprintf("/api/v1/sites/lyon/shifts/%d", created.ID), "", nil); code != 200 {
+		t.Fatalf("delete shift: %d", code)
+	}
+	want("deleted shift", dirty(), "a/capper-1 2026-11-25", "a/filler-1 2026-11-25")
+	if code := call(t, ts, "DELETE", "tok-b", fmt.Sprintf("/api/v1/sites/lyon/shifts/%d", created.ID), "", nil); code != 404 {
+		t.Fatalf("tenant b deleting a's shift: %d", code)
+	}
+	if code := call(t, ts, "PATCH", "tok-a", "/api/v1/sites/lyon", `{"time_zone":"Europe/Paris"}`, nil); code != 200 {
+		t.Fatalf("time zone: %d", code)
+	}
+	want("time zone", dirty(), "a/capper-1 2026-11-25", "a/filler-1 2026-11-25")
+
+	// Days set aside are visible to their tenant only.
+	if _, err := pool.Exec(ctx, `INSERT INTO oee_dirty (tenant_id, equipment, day, attempts, last_error, not_before) VALUES
+		('a', 'filler-1', '2026-11-24', 3, 'boom', now() + interval '1 minute'), ('b', 'filler-1', '2026-11-24', 1, 'other', now())`); err != nil {
+		t.Fatal(err)
+	}
+	var fs struct {
+		Failures []struct {
+			Equipment, Day, Error string
+			Attempts              int
+		}
+	}
+	if code := call(t, ts, "GET", "tok-a", "/api/v1/recompute-failures", "", &fs); code != 200 || len(fs.Failures) != 1 ||
+		fs.Failures[0].Equipment != "filler-1" || fs.Failures[0].Day != "2026-11-24" || fs.Failures[0].Attempts != 3 || fs.Failures[0].Error != "boom" {
+		t.Fatalf("failures: %d %+v", code, fs)
 	}
 }
