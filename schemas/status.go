@@ -46,6 +46,18 @@ type AgentStatus struct {
 	TS          time.Time `json:"ts"`
 	ReceivedAt  time.Time `json:"received_at,omitzero"`
 	Equipment   []string  `json:"equipment,omitempty"`
+	// Previous, in a birth, is the run of the agent before this one, as far as it
+	// got (Until, by the sources' clock): when it differs from Incarnation, the
+	// agent restarted, and its machines were unknown from Until until this run's
+	// first readings. It covers a crash or power loss, where no will may carry the
+	// right time.
+	Previous *PreviousRun `json:"previous,omitempty"`
+}
+
+// PreviousRun is how far an earlier run of an agent got.
+type PreviousRun struct {
+	Incarnation string    `json:"incarnation"`
+	Until       time.Time `json:"until"`
 }
 
 // Since is when the status took effect: for a last will, when the broker delivered it
@@ -110,6 +122,9 @@ func (s *AgentStatus) Validate() error {
 	}
 	if len(s.Incarnation) > MaxNameLen {
 		return inv(fieldErr("incarnation", s.Incarnation, "longer than %d characters", MaxNameLen))
+	}
+	if s.Previous != nil && (s.Previous.Incarnation == "" || len(s.Previous.Incarnation) > MaxNameLen) {
+		return inv(fieldErr("previous.incarnation", s.Previous.Incarnation, "want 1 to %d characters", MaxNameLen))
 	}
 	if len(s.Equipment) > MaxStatusEquipment {
 		return inv(fieldErr("equipment", len(s.Equipment), "more than %d entries", MaxStatusEquipment))

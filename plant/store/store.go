@@ -155,24 +155,45 @@ func (s *Store) Save(ctx context.Context, envs []*schemas.Envelope) (states, rea
 	return len(sTS), len(rTS), err
 }
 
-// AgentStatus records an agent's birth or death for the equipment it serves. Going
-// offline ends knowledge of those machines at ts (an UNKNOWN observation carrying the
-// agent's incarnation). Coming back online with the same incarnation means the agent
-// process lived on through a network outage, its disk buffer carries what it saw, so
-// the offline marks of that incarnation are withdrawn.
-func (s *Store) AgentStatus(ctx context.Context, tenant, incarnation string, online bool, ts time.Time, equipment []string) error {
-	if len(equipment) == 0 {
+// AgentStatus records an agent's birth or death for the equipment it serves.
+//
+//   - Going offline ends knowledge of those machines at st.Since() (an UNKNOWN
+//     observation carrying the agent's incarnation).
+//   - Coming back online with the same incarnation means the agent process lived on
+//     through a network outage and its disk buffer carries what it saw: the offline
+//     marks of that incarnation are withdrawn.
+//   - A birth naming a previous run (the agent restarted: a crash, a power loss, an
+//     update) ends knowledge where that run got (Previous.Until, by the sources'
+//     clock), until this run's first readings.
+func (s *Store) AgentStatus(ctx context.Context, st *schemas.AgentStatus) error {
+	if len(st.Equipment) == 0 || st.Tenant == "" {
 		return nil
 	}
 	return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		var ts0 []time.Time
 		var eqs []string
-		if online {
-			if incarnation == "" {
-				return nil
+		offline := func(ts time.Time, incarnation string) error {
+			var inc *string
+			if incarnation != "" {
+				inc = &incarnation
 			}
+			for _, e := range st.Equipment {
+				if _, err := tx.Exec(ctx, `INSERT INTO state_observation (tenant_id, equipment, ts, category, offline_incarnation)
+					VALUES ($1, $2, $3, 0, $4) ON CONFLICT DO NOTHING`, st.Tenant, e, ts, inc); err != nil {
+					return err
+				}
+				eqs, ts0 = append(eqs, e), append(ts0, ts)
+			}
+			return nil
+		}
+		switch {
+		case st.State == schemas.AgentOffline:
+			if err := offline(st.Since(), st.Incarnation); err != nil {
+				return err
+			}
+		case st.Incarnation != "":
 			rows, err := tx.Query(ctx, `DELETE FROM state_observation WHERE tenant_id = $1 AND equipment = ANY($2)
-				AND offline_incarnation = $3 RETURNING equipment, ts`, tenant, equipment, incarnation)
+				AND offline_incarnation = $3 RETURNING equipment, ts`, st.Tenant, st.Equipment, st.Incarnation)
 			if err != nil {
 				return err
 			}
@@ -187,17 +208,10 @@ func (s *Store) AgentStatus(ctx context.Context, tenant, incarnation string, onl
 			if err := rows.Err(); err != nil {
 				return err
 			}
-		} else {
-			inc := &incarnation
-			if incarnation == "" {
-				inc = nil
-			}
-			for _, e := range equipment {
-				if _, err := tx.Exec(ctx, `INSERT INTO state_observation (tenant_id, equipment, ts, category, offline_incarnation)
-					VALUES ($1, $2, $3, 0, $4) ON CONFLICT DO NOTHING`, tenant, e, ts, inc); err != nil {
+			if p := st.Previous; p != nil && p.Incarnation != st.Incarnation && !p.Until.IsZero() {
+				if err := offline(p.Until, p.Incarnation); err != nil {
 					return err
 				}
-				eqs, ts0 = append(eqs, e), append(ts0, ts)
 			}
 		}
 		if len(eqs) == 0 {
@@ -205,7 +219,7 @@ func (s *Store) AgentStatus(ctx context.Context, tenant, incarnation string, onl
 		}
 		tenants := make([]string, len(eqs))
 		for i := range tenants {
-			tenants[i] = tenant
+			tenants[i] = st.Tenant
 		}
 		_, err := tx.Exec(ctx, markForward, tenants, eqs, ts0, s.now())
 		return err

@@ -110,6 +110,16 @@ func TestStatesByExceptionAndAgentDeath(t *testing.T) {
 	produceStatus(t, k.Brokers(), schemas.AgentStatus{Version: 1, Tenant: "acme", Agent: "gw", State: schemas.AgentOnline,
 		Incarnation: "a1", TS: h8.Add(2*time.Hour + 30*time.Minute), Equipment: []string{"filler-1"}})
 	hourOf(t, pool, "filler-1", h8.Add(2*time.Hour), func(r row) bool { return r.unknown == 0 && r.run == 3600 })
+
+	// A power loss: no will in time, the next run's birth says how far the last one
+	// got (10:40 by the PLC's clock), and its first state comes at 11:00.
+	produceStatus(t, k.Brokers(), schemas.AgentStatus{Version: 1, Tenant: "acme", Agent: "gw", State: schemas.AgentOnline,
+		Incarnation: "a2", TS: h8.Add(3 * time.Hour), Equipment: []string{"filler-1"},
+		Previous: &schemas.PreviousRun{Incarnation: "a1", Until: h8.Add(2*time.Hour + 40*time.Minute)}})
+	r10 = hourOf(t, pool, "filler-1", h8.Add(2*time.Hour), func(r row) bool { return r.unknown == 20*60 })
+	if r10.run != 40*60 {
+		t.Fatalf("10:00, power lost at 10:40: %+v", r10)
+	}
 }
 
 // One bad equipment-day never stops the rest: counters that disagree are stored with

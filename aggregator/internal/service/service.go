@@ -192,7 +192,7 @@ func (s *Service) status(ctx context.Context, st *schemas.AgentStatus) error {
 	}
 	s.m.agentStatus.WithLabelValues(st.State).Inc()
 	err := retry(ctx, s, "saving agent status", func() error {
-		return s.store.AgentStatus(ctx, st.Tenant, st.Incarnation, st.State == schemas.AgentOnline, st.Since(), st.Equipment)
+		return s.store.AgentStatus(ctx, st)
 	})
 	if err != nil && store.IsDataError(err) {
 		s.m.refused.WithLabelValues(string(schemas.ReasonRejectedByDatabase)).Inc()

@@ -12,12 +12,15 @@ package agent
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -65,10 +68,23 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 		return err
 	}
 	defer buf.Close()
-	opt.Log.Info("agent starting", "agent", cfg.Agent.ID, "next_seq", buf.LastSeq()+1, "equipment", len(cfg.Equipment))
+	var inc [8]byte
+	_, _ = rand.Read(inc[:])
+	life := &lifeline{path: filepath.Join(cfg.Buffer.Dir, lifelineFile), incarnation: hex.EncodeToString(inc[:]), now: opt.Now}
+	prev, err := previousRun(cfg.Buffer.Dir)
+	if err != nil {
+		return err
+	}
+	if err := life.write(); err != nil {
+		return err
+	}
+	opt.Log.Info("agent starting", "agent", cfg.Agent.ID, "next_seq", buf.LastSeq()+1, "equipment", len(cfg.Equipment),
+		"incarnation", life.incarnation, "previous_run", prev)
 
 	b := newBatcher(cfg, buf, opt.Now, opt.Registry)
-	pub := publish.New(cfg, buf, opt.Log.With("component", "mqtt"), opt.Registry)
+	b.life = life
+	pub := publish.New(cfg, buf, publish.Identity{Incarnation: life.incarnation, Previous: prev, Until: life.until},
+		opt.Log.With("component", "mqtt"), opt.Registry)
 	mm := modbus.NewMetrics(opt.Registry)
 	om := opcua.NewMetrics(opt.Registry)
 
@@ -103,8 +119,23 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	defer stopPub()
 	g.Go(func() error { return pub.Run(pubCtx) })
 	g.Go(func() error {
+		tick := time.NewTicker(cfg.Agent.Heartbeat)
+		defer tick.Stop()
+		for {
+			select {
+			case <-srcCtx.Done():
+				return nil
+			case <-tick.C:
+				if err := life.write(); err != nil {
+					opt.Log.Warn("recording the agent's progress failed", "err", err)
+				}
+			}
+		}
+	})
+	g.Go(func() error {
 		b.run(srcCtx)
 		sources.Wait()
+		defer life.write() // a clean stop: this run got this far
 		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		b.flushAll(fctx) // bounded: a full buffer under the pause policy must not hang the shutdown
 		cancel()
@@ -165,6 +196,7 @@ type batcher struct {
 
 	samples prometheus.Counter
 	bad     prometheus.Counter
+	life    *lifeline // notes how far the run got; nil in tests
 }
 
 type pendingBatch struct {
@@ -218,8 +250,21 @@ func mappingsOf(tags []config.Tag) []mapping {
 // addReadings maps readings of a device (with its tags' mappings) of equipment ei to samples.
 func (b *batcher) addReadings(ctx context.Context, ei int, maps []mapping, rs []source.Reading) {
 	out := make([]schemas.Sample, 0, len(rs))
+	states := false
 	for _, r := range rs {
-		out = append(out, toSample(&maps[r.Tag], r))
+		s := toSample(&maps[r.Tag], r)
+		if b.life != nil {
+			b.life.observe(s.TS, s.Role == schemas.RoleState)
+		}
+		states = states || s.Role == schemas.RoleState
+		out = append(out, s)
+	}
+	if states && b.life != nil {
+		// Before the states reach the buffer: the run's recorded end is never before
+		// a state it reported.
+		if err := b.life.write(); err != nil {
+			slog.Warn("recording the agent's progress failed", "err", err)
+		}
 	}
 	b.add(ctx, ei, out)
 }

@@ -34,6 +34,10 @@ type Agent struct {
 	ID          string `yaml:"id"`           // unique per agent: (agent, seq) identifies a sample
 	Tenant      string `yaml:"tenant"`       // the tenant all equipment belongs to
 	MetricsAddr string `yaml:"metrics_addr"` // Prometheus /metrics; default 127.0.0.1:9103, "" to disable
+	// Heartbeat is how often the agent records how far it got (lifeline.json in the
+	// buffer directory), so that after a crash or power loss the next run says where
+	// knowledge of the machines ended; default 5s, 10ms to 1m.
+	Heartbeat time.Duration `yaml:"heartbeat"`
 }
 
 // MQTT is the broker connection.
@@ -163,6 +167,9 @@ func Parse(data []byte) (*Config, error) {
 func (c *Config) defaults() {
 	if c.Agent.MetricsAddr == "" {
 		c.Agent.MetricsAddr = "127.0.0.1:9103"
+	}
+	if c.Agent.Heartbeat == 0 {
+		c.Agent.Heartbeat = 5 * time.Second
 	}
 	if c.MQTT.ClientID == "" && c.Agent.ID != "" {
 		c.MQTT.ClientID = "takt-agent-" + c.Agent.ID
@@ -318,6 +325,9 @@ func (c *Config) Validate() error {
 	}
 	if err := schemas.CheckName(c.Agent.Tenant); err != nil {
 		add("agent.tenant %q: %v", c.Agent.Tenant, err)
+	}
+	if c.Agent.Heartbeat < 10*time.Millisecond || c.Agent.Heartbeat > time.Minute {
+		add("agent.heartbeat %s: want 10ms to 1m", c.Agent.Heartbeat)
 	}
 	if u, err := url.Parse(c.MQTT.URL); err != nil || (u.Scheme != "tcp" && u.Scheme != "ssl" && u.Scheme != "tls") || u.Host == "" {
 		add("mqtt.url %q: want tcp://host:port or ssl://host:port", c.MQTT.URL)

@@ -36,6 +36,10 @@ type Server struct {
 	log     *slog.Logger
 	now     func() time.Time
 	refused map[int]bool // tags whose refusal was logged
+	// asserted says, per tag, whether the session has handed out a current state:
+	// the first value of a state tag in a session is re-asserted at the server's
+	// time, see readings.
+	asserted []bool
 }
 
 // NewServer prepares a server source; cfg must be validated.
@@ -89,6 +93,7 @@ func (s *Server) session(ctx context.Context, emit func([]source.Reading)) error
 	if err != nil {
 		return err
 	}
+	s.asserted = make([]bool, len(s.cfg.Tags))
 	s.m.connected.WithLabelValues(s.cfg.Name).Set(1)
 	s.m.reconnects.WithLabelValues(s.cfg.Name).Inc()
 	s.log.Info("OPC UA session open", "mode", s.cfg.Mode, "tags", len(nodes))
@@ -188,6 +193,25 @@ func (s *Server) resolve(ctx context.Context, c *opcua.Client) ([]*ua.NodeID, er
 		out[i] = id
 	}
 	return out, nil
+}
+
+// readings turns a data value into tag i's readings. A state's source timestamp is
+// when it last changed, which may be long before this session began (while the
+// agent was down, nobody knew): so the first good value of a state tag in a session
+// is also re-asserted at the server's timestamp, the moment the server vouched for it,
+// and knowledge resumes there rather than at the next change.
+func (s *Server) readings(i int, dv *ua.DataValue) []source.Reading {
+	r := s.reading(i, dv)
+	if s.asserted == nil || s.asserted[i] || s.cfg.Tags[i].Role != "state" || r.Quality == source.Bad {
+		return []source.Reading{r}
+	}
+	s.asserted[i] = true
+	if dv.ServerTimestamp.After(r.TS) {
+		again := r
+		again.TS = dv.ServerTimestamp
+		return []source.Reading{r, again}
+	}
+	return []source.Reading{r}
 }
 
 // reading turns a data value into tag i's reading.
@@ -294,7 +318,7 @@ func (s *Server) poll(ctx context.Context, c *opcua.Client, nodes []*ua.NodeID, 
 				return fmt.Errorf("read: %w", err)
 			}
 			for k, dv := range resp.Results {
-				out = append(out, s.reading(from+k, dv))
+				out = append(out, s.readings(from+k, dv)...)
 			}
 		}
 		s.m.values.WithLabelValues(s.cfg.Name).Add(float64(len(out)))
@@ -376,7 +400,7 @@ func (s *Server) subscribe(ctx context.Context, c *opcua.Client, nodes []*ua.Nod
 			out := make([]source.Reading, 0, len(dc.MonitoredItems))
 			for _, item := range dc.MonitoredItems {
 				if int(item.ClientHandle) < len(s.cfg.Tags) {
-					out = append(out, s.reading(int(item.ClientHandle), item.Value))
+					out = append(out, s.readings(int(item.ClientHandle), item.Value)...)
 				}
 			}
 			s.m.values.WithLabelValues(s.cfg.Name).Add(float64(len(out)))

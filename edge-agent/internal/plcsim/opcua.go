@@ -76,7 +76,8 @@ func ServeOPCUA(l *Line, host string, port int, notify time.Duration) (*OPCUASer
 			n := server.NewVariableNode(nid, name+"."+tag, func() *ua.DataValue {
 				m := l.Snapshot(i)
 				// The source timestamp is when the value changed, in simulated time,
-				// as a PLC reports it; the server timestamp is when it was read.
+				// as a PLC reports it; the server timestamp is when it was read, by the
+				// simulated PLC's clock.
 				src := l.Now()
 				switch tag {
 				case "State", "Reason":
@@ -86,7 +87,7 @@ func ServeOPCUA(l *Line, host string, port int, notify time.Duration) (*OPCUASer
 				}
 				return &ua.DataValue{
 					EncodingMask: ua.DataValueValue | ua.DataValueSourceTimestamp | ua.DataValueServerTimestamp,
-					Value:        ua.MustVariant(opcuaValue(m, tag)), SourceTimestamp: src, ServerTimestamp: time.Now(),
+					Value:        ua.MustVariant(opcuaValue(m, tag)), SourceTimestamp: src, ServerTimestamp: l.Now(),
 				}
 			})
 			ns.AddNode(n)

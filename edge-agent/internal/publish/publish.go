@@ -13,10 +13,8 @@ package publish
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,15 +38,15 @@ const AckTimeout = 30 * time.Second
 
 // Publisher moves records from the buffer to the broker.
 type Publisher struct {
-	cfg         config.MQTT
-	agent       config.Agent
-	max         int
-	buf         *buffer.Buffer
-	log         *slog.Logger
-	m           *metrics
-	status      string
-	incarnation string   // this run of the agent process
-	equipment   []string // the equipment codes the agent serves
+	cfg       config.MQTT
+	agent     config.Agent
+	max       int
+	buf       *buffer.Buffer
+	log       *slog.Logger
+	m         *metrics
+	status    string
+	id        Identity
+	equipment []string // the equipment codes the agent serves
 
 	mu        sync.Mutex
 	connected bool
@@ -70,24 +68,35 @@ func (noStore) Del(string)                        {}
 func (noStore) Close()                            {}
 func (noStore) Reset()                            {}
 
+// Identity is what the agent's status messages say about this run of it.
+type Identity struct {
+	Incarnation string               // this run of the agent process
+	Previous    *schemas.PreviousRun // the run before, as far as it got; nil if none is known
+	Until       func() time.Time     // how far this run got, by the sources' clock (the time of a clean "offline")
+}
+
 // New builds a publisher; Run connects.
-func New(cfg *config.Config, buf *buffer.Buffer, log *slog.Logger, reg prometheus.Registerer) *Publisher {
-	var inc [8]byte
-	_, _ = rand.Read(inc[:])
+func New(cfg *config.Config, buf *buffer.Buffer, id Identity, log *slog.Logger, reg prometheus.Registerer) *Publisher {
 	eqs := make([]string, len(cfg.Equipment))
 	for i, e := range cfg.Equipment {
 		eqs[i] = e.Code
 	}
 	return &Publisher{cfg: cfg.MQTT, agent: cfg.Agent, max: cfg.Publish.MaxInflight, buf: buf, log: log,
 		m: newMetrics(reg), status: schemas.StatusTopic(cfg.Agent.Tenant, cfg.Agent.ID), connCh: make(chan struct{}),
-		incarnation: hex.EncodeToString(inc[:]), equipment: eqs}
+		id: id, equipment: eqs}
 }
 
 // statusPayload is the agent's status message (schemas.AgentStatus): "online" as its
 // birth, "offline" as its last will (will true) or when it stops.
 func (p *Publisher) statusPayload(state string, will bool) []byte {
-	b, _ := json.Marshal(schemas.AgentStatus{Version: schemas.Version, Tenant: p.agent.Tenant, Agent: p.agent.ID,
-		State: state, Will: will, Incarnation: p.incarnation, TS: time.Now().UTC(), Equipment: p.equipment})
+	st := schemas.AgentStatus{Version: schemas.Version, Tenant: p.agent.Tenant, Agent: p.agent.ID,
+		State: state, Will: will, Incarnation: p.id.Incarnation, TS: time.Now().UTC(), Equipment: p.equipment}
+	if state == schemas.AgentOnline {
+		st.Previous = p.id.Previous
+	} else if !will && p.id.Until != nil {
+		st.TS = p.id.Until()
+	}
+	b, _ := json.Marshal(st)
 	return b
 }
 
