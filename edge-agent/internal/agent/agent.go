@@ -253,7 +253,7 @@ func (b *batcher) addReadings(ctx context.Context, ei int, maps []mapping, rs []
 	states := false
 	for _, r := range rs {
 		s := toSample(&maps[r.Tag], r)
-		if b.life != nil {
+		if b.life != nil && s.Quality != schemas.QualityBad {
 			b.life.observe(s.TS, s.Role == schemas.RoleState)
 		}
 		states = states || s.Role == schemas.RoleState

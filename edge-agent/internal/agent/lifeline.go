@@ -25,6 +25,7 @@ type lifeline struct {
 	incarnation string
 	now         func() time.Time
 
+	writing   sync.Mutex // one writer of the file at a time
 	mu        sync.Mutex
 	lastTS    time.Time // latest reading, by the sources' clock
 	lastLocal time.Time // when it was read, by ours
@@ -49,12 +50,12 @@ func previousRun(dir string) (*schemas.PreviousRun, error) {
 	return &p, nil
 }
 
-// observe notes a reading's time (and whether it is a state) before it is buffered.
+// observe notes a good reading's time (and whether it is a state) before it is
+// buffered. The latest one to arrive sets the sources' clock; a failed read's time is
+// the agent's guess and sets nothing.
 func (l *lifeline) observe(ts time.Time, state bool) {
 	l.mu.Lock()
-	if ts.After(l.lastTS) {
-		l.lastTS, l.lastLocal = ts, l.now()
-	}
+	l.lastTS, l.lastLocal = ts, l.now()
 	if state && ts.After(l.lastState) {
 		l.lastState = ts
 	}
@@ -78,6 +79,8 @@ func (l *lifeline) until() time.Time {
 
 // write replaces the file with this run's progress.
 func (l *lifeline) write() error {
+	l.writing.Lock()
+	defer l.writing.Unlock()
 	b, _ := json.Marshal(schemas.PreviousRun{Incarnation: l.incarnation, Until: l.until()})
 	tmp := l.path + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o644); err != nil {

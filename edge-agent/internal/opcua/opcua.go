@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/gopcua/opcua"
@@ -40,7 +41,14 @@ type Server struct {
 	// the first value of a state tag in a session is re-asserted at the server's
 	// time, see readings.
 	asserted []bool
+	// skew is the server's clock minus ours, from the last server timestamp: readings
+	// the agent makes up (a failed read, a lost session) are stamped by the server's
+	// clock too, so that one equipment's samples share one time base.
+	skew atomic.Int64
 }
+
+// serverNow is now by the server's clock, as far as the agent knows it.
+func (s *Server) serverNow() time.Time { return s.now().Add(time.Duration(s.skew.Load())) }
 
 // NewServer prepares a server source; cfg must be validated.
 func NewServer(cfg config.OPCUAServer, agentID string, m *Metrics, log *slog.Logger) *Server {
@@ -75,7 +83,7 @@ func (s *Server) Run(ctx context.Context, emit func([]source.Reading)) {
 
 func (s *Server) allBad(err error) []source.Reading {
 	out := make([]source.Reading, len(s.cfg.Tags))
-	now := s.now()
+	now := s.serverNow()
 	for i := range out {
 		out[i] = source.Reading{Tag: i, TS: now, Quality: source.Bad, Err: err}
 	}
@@ -216,10 +224,13 @@ func (s *Server) readings(i int, dv *ua.DataValue) []source.Reading {
 
 // reading turns a data value into tag i's reading.
 func (s *Server) reading(i int, dv *ua.DataValue) source.Reading {
-	r := source.Reading{Tag: i, TS: s.now()}
+	r := source.Reading{Tag: i, TS: s.serverNow()}
 	if dv == nil {
 		r.Quality, r.Err = source.Bad, errors.New("no value")
 		return r
+	}
+	if !dv.ServerTimestamp.IsZero() {
+		s.skew.Store(int64(dv.ServerTimestamp.Sub(s.now())))
 	}
 	ts := dv.SourceTimestamp
 	if s.cfg.Timestamp == "server" || ts.IsZero() {
@@ -374,7 +385,7 @@ func (s *Server) subscribe(ctx context.Context, c *opcua.Client, nodes []*ua.Nod
 		for k, r := range res.Results {
 			if r.StatusCode != ua.StatusOK {
 				s.refuse(from+k, r.StatusCode)
-				bad = append(bad, source.Reading{Tag: from + k, TS: s.now(), Quality: source.Bad, Err: r.StatusCode})
+				bad = append(bad, source.Reading{Tag: from + k, TS: s.serverNow(), Quality: source.Bad, Err: r.StatusCode})
 			}
 		}
 		if len(bad) > 0 {

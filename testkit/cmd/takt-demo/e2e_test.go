@@ -30,24 +30,25 @@ type segment struct {
 
 var simStart = time.Date(2026, 11, 20, 5, 0, 0, 0, time.UTC)
 
-// The scripted day: not scheduled until 06:00, then a shift with a breakdown, a
-// changeover, a micro-stop, speed losses and a planned break, until 14:00.
+// The scripted day: not scheduled until 06:00, then a shift of steady states (30
+// minutes and more, each reported once, as a subscription reports them) with a
+// breakdown, a changeover, speed losses and a planned break, until 14:00.
 var shift = []segment{
 	{For: time.Hour, State: 7}, // six seconds of real time for the agent to start
 	{For: 90 * time.Minute, State: 1, Cycle: 500 * time.Millisecond},
-	{For: 15 * time.Minute, State: 3, Reason: 102},
-	{For: 15 * time.Minute, State: 2},
-	{For: time.Minute, State: 4},
-	{For: 119 * time.Minute, State: 1, Cycle: 450 * time.Millisecond},
+	{For: 45 * time.Minute, State: 3, Reason: 102},
+	{For: 30 * time.Minute, State: 2},
+	{For: 105 * time.Minute, State: 1, Cycle: 450 * time.Millisecond},
 	{For: 30 * time.Minute, State: 6},
-	{For: 210 * time.Minute, State: 1, Cycle: 410 * time.Millisecond},
+	{For: 180 * time.Minute, State: 1, Cycle: 410 * time.Millisecond},
 }
 
 var category = map[uint16]schemas.StateCategory{1: schemas.StateRunning, 2: schemas.StateSetup, 3: schemas.StateStoppedUnplanned,
 	4: schemas.StateStoppedUnplanned, 6: schemas.StatePlannedDown, 7: schemas.StateNotScheduled}
 
-// expected is what the OEE package computes from the script's states and counts.
-func expected(from, to time.Time) oee.Result {
+// expected is what the OEE package computes from the script's states and counts,
+// with the machine unknown over gap (the agent dead), if given.
+func expected(from, to time.Time, gap *oee.Span) oee.Result {
 	var in oee.Input
 	in.Window, in.Now = oee.Span{Start: from, End: to}, to.Add(24*time.Hour)
 	in.IdealCycle, in.MicroStopThreshold = 400*time.Millisecond, 2*time.Minute
@@ -67,6 +68,26 @@ func expected(from, to time.Time) oee.Result {
 		t = t.Add(s.For)
 	}
 	in.States = append(in.States, oee.StateInterval{Start: t, End: t.Add(24 * time.Hour), State: schemas.StateNotScheduled})
+	if gap != nil {
+		var cut []oee.StateInterval
+		for _, iv := range in.States {
+			if iv.Start.Before(gap.Start) {
+				a := iv
+				if a.End.After(gap.Start) {
+					a.End = gap.Start
+				}
+				cut = append(cut, a)
+			}
+			if iv.End.After(gap.End) {
+				b := iv
+				if b.Start.Before(gap.End) {
+					b.Start = gap.End
+				}
+				cut = append(cut, b)
+			}
+		}
+		in.States = cut
+	}
 	return oee.Compute(in)
 }
 
@@ -85,15 +106,22 @@ func buildBinaries(t testing.TB) string {
 	return bin
 }
 
-// TestEndToEnd runs the whole pipeline (plcsim → takt-agent over OPC UA → MQTT →
-// takt-ingest bridge → Kafka → sink and takt-aggregator → PostgreSQL → takt-api)
-// on a scripted shift, simulated 600 times faster than real time (the agent's 20 ms
-// polls are 12 s of the shift, so the one-minute micro-stop is seen) with the PLC's
-// source timestamps, and checks that the OEE the API serves for the shift is what
-// the OEE package computes from the script.
+// TestEndToEnd runs the whole pipeline (plcsim → takt-agent over an OPC UA
+// subscription, the default, so states arrive only when they change → MQTT →
+// takt-ingest bridge → Kafka → sink and takt-aggregator → PostgreSQL → takt-api) on
+// a scripted shift, simulated 600 times faster than real time with the PLC's source
+// timestamps, and checks that the OEE the API serves for the shift is what the OEE
+// package computes from the script, to 1e-9. The second run kills the agent with
+// SIGKILL mid-shift and starts it again: the time it was dead is unknown (from where
+// its last run got to the first state of the next), the rest exact.
 func TestEndToEnd(t *testing.T) {
-	ctx := context.Background()
 	bin := buildBinaries(t)
+	t.Run("subscribe", func(t *testing.T) { endToEnd(t, bin, false) })
+	t.Run("agent killed mid-shift", func(t *testing.T) { endToEnd(t, bin, true) })
+}
+
+func endToEnd(t *testing.T, bin string, kill bool) {
+	ctx := context.Background()
 	dir := t.TempDir()
 	db := testkit.NewDatabase(t)
 	pool := db.Pool(t)
@@ -127,7 +155,7 @@ SELECT tenant_id, id, 'filler-1', 'Filler', 0.4, 120 FROM w`)
 	apiAddr := fmt.Sprintf("127.0.0.1:%d", apiPort)
 
 	agentCfg := filepath.Join(dir, "agent.yaml")
-	os.WriteFile(agentCfg, []byte(fmt.Sprintf(`agent: {id: gw-e2e, tenant: e2e, metrics_addr: ""}
+	os.WriteFile(agentCfg, []byte(fmt.Sprintf(`agent: {id: gw-e2e, tenant: e2e, metrics_addr: "127.0.0.1:0", heartbeat: 10ms}
 mqtt: {url: %q}
 buffer: {dir: %q}
 publish: {linger: 100ms}
@@ -139,7 +167,6 @@ equipment:
     opcua:
       - name: plc
         endpoint: opc.tcp://127.0.0.1:%d
-        mode: poll
         interval: 20ms
         timestamp: source
         tags:
@@ -150,7 +177,7 @@ equipment:
 	ingestCfg := filepath.Join(dir, "ingest.yaml")
 	os.WriteFile(ingestCfg, []byte("http_addr: 127.0.0.1:0\nbridge:\n  client_id: e2e-bridge\n  subscription: plain\n  topics: ['takt/v1/e2e/#']\nsink:\n  linger: 50ms\n"), 0o644)
 	aggCfg := filepath.Join(dir, "aggregator.yaml")
-	os.WriteFile(aggCfg, []byte("http_addr: 127.0.0.1:0\nmax_gap: 24h\nrecompute_every: 200ms\nlinger: 50ms\n"), 0o644)
+	os.WriteFile(aggCfg, []byte("http_addr: 127.0.0.1:0\nrecompute_every: 200ms\nlinger: 50ms\n"), 0o644)
 
 	env := []string{"DATABASE_URL=" + db.URL, "TAKT_KAFKA_BROKERS=" + strings.Join(k.Brokers(), ","), "TAKT_MQTT_URL=" + mq.URL()}
 	var procs []*child
@@ -168,13 +195,14 @@ equipment:
 			}
 		}
 	})
-	start := func(name string, extra []string, args ...string) {
+	start := func(name string, extra []string, args ...string) *child {
 		t.Helper()
 		c, err := startChild(filepath.Join(bin, name), filepath.Join(dir, name+".log"), append(append([]string{}, env...), extra...), args...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		procs = append(procs, c)
+		return c
 	}
 	start("takt-ingest", nil, "-c", ingestCfg, "all")
 	// Until the bridge has subscribed, what the agent publishes has no subscriber.
@@ -185,7 +213,18 @@ equipment:
 	start("takt-api", []string{"TAKT_HTTP_ADDR=" + apiAddr}, "serve")
 	start("plcsim", nil, "-machines", "1", "-port", "0", "-opcua-port", fmt.Sprint(opcPort), "-script", scriptFile,
 		"-start", simStart.Format(time.RFC3339), "-speed", "600")
-	start("takt-agent", nil, "run", "-c", agentCfg)
+	agent := start("takt-agent", nil, "run", "-c", agentCfg)
+	if kill {
+		// Mid-shift (6 s of real time before 06:00, 600× after, plus the start-up)
+		// the agent loses its power; it comes back a second (10 minutes) later.
+		time.Sleep(6*time.Second + 35*time.Second)
+		agent.cmd.Process.Kill()
+		<-agent.done
+		os.Rename(filepath.Join(dir, "takt-agent.log"), filepath.Join(dir, "takt-agent-killed.log"))
+		procs = append(procs, &child{log: filepath.Join(dir, "takt-agent-killed.log"), done: agent.done})
+		time.Sleep(time.Second)
+		start("takt-agent", nil, "run", "-c", agentCfg)
+	}
 
 	tokenCmd := exec.Command(filepath.Join(bin, "takt-api"), "token", "create", "-tenant", "e2e", "-name", "e2e")
 	tokenCmd.Env = append(os.Environ(), env...)
@@ -196,7 +235,32 @@ equipment:
 	token := strings.TrimSpace(string(tokenOut))
 
 	from, to := simStart.Add(time.Hour), simStart.Add(9*time.Hour)
-	want := expected(from, to)
+	want := expected(from, to, nil)
+	var gap *oee.Span
+	if kill {
+		// Where the dead run got to, by the PLC's clock (its lifeline, in the next
+		// run's birth), and where the next run's first state is.
+		gap = &oee.Span{}
+		deadline := time.Now().Add(time.Minute)
+		for {
+			err := pool.QueryRow(ctx, `SELECT o.ts, (SELECT min(n.ts) FROM state_observation n WHERE n.tenant_id = o.tenant_id
+				AND n.equipment = o.equipment AND n.ts > o.ts AND n.category <> 0)
+				FROM state_observation o WHERE o.tenant_id = 'e2e' AND o.equipment = 'filler-1' AND o.category = 0
+				AND o.offline_incarnation IS NOT NULL AND o.ts BETWEEN $1 AND $2`, from, to).Scan(&gap.Start, &gap.End)
+			if err == nil && !gap.End.IsZero() {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no end of knowledge recorded for the killed agent: %v", err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if gap.End.Sub(gap.Start) < 5*time.Minute || gap.End.Sub(gap.Start) > 40*time.Minute {
+			t.Fatalf("the agent was dead for a second (10 simulated minutes); the unknown stretch is %s to %s", gap.Start, gap.End)
+		}
+		t.Logf("agent dead from %s to %s (PLC time)", gap.Start.Format(time.TimeOnly), gap.End.Format(time.TimeOnly))
+		want = expected(from, to, gap)
+	}
 	url := fmt.Sprintf("http://%s/api/v1/equipment/filler-1/oee?bucket=hour&from=%s&to=%s", apiAddr, from.Format(time.RFC3339), to.Format(time.RFC3339))
 	var got struct{ Total map[string]any }
 	deadline := time.Now().Add(3 * time.Minute)
@@ -209,7 +273,7 @@ equipment:
 			resp.Body.Close()
 		}
 		if got.Total != nil && int64(got.Total["total_count"].(float64)) == want.TotalCount &&
-			got.Total["planned_time_s"].(float64) == want.PlannedS && got.Total["run_time_s"].(float64) == want.RunS {
+			math.Abs(got.Total["planned_time_s"].(float64)-want.PlannedS) < 1e-6 && math.Abs(got.Total["run_time_s"].(float64)-want.RunS) < 1e-6 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -217,7 +281,7 @@ equipment:
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	for name, w := range map[string]*float64{"availability": want.Availability, "performance": want.Performance, "quality": want.Quality, "oee": want.OEE} {
+	for name, w := range map[string]*float64{"availability": want.Availability, "performance": want.Performance, "quality": want.Quality, "oee": want.OEE, "coverage": want.Coverage} {
 		g, ok := got.Total[name].(float64)
 		if !ok || w == nil || math.Abs(g-*w) > 1e-9 {
 			t.Errorf("%s: served %v, the OEE package computes %v", name, got.Total[name], *w)
