@@ -91,6 +91,18 @@ func expected(from, to time.Time, gap *oee.Span) oee.Result {
 	return oee.Compute(in)
 }
 
+// apiToken makes a bearer token of tenant with takt-api token create.
+func apiToken(t *testing.T, bin string, env []string, tenant string) string {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(bin, "takt-api"), "token", "create", "-tenant", tenant, "-name", tenant)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
 // buildBinaries builds the pipeline's programs into a temporary directory.
 func buildBinaries(t testing.TB) string {
 	t.Helper()
@@ -226,13 +238,7 @@ equipment:
 		start("takt-agent", nil, "run", "-c", agentCfg)
 	}
 
-	tokenCmd := exec.Command(filepath.Join(bin, "takt-api"), "token", "create", "-tenant", "e2e", "-name", "e2e")
-	tokenCmd.Env = append(os.Environ(), env...)
-	tokenOut, err := tokenCmd.Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := strings.TrimSpace(string(tokenOut))
+	token := apiToken(t, bin, env, "e2e")
 
 	from, to := simStart.Add(time.Hour), simStart.Add(9*time.Hour)
 	want := expected(from, to, nil)
