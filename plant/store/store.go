@@ -688,3 +688,40 @@ func IsDataError(err error) bool {
 	}
 	return false
 }
+
+// CountBucket is the part counts of one window.
+type CountBucket struct {
+	Start      time.Time `json:"start"`
+	End        time.Time `json:"end"`
+	TotalCount int64     `json:"total_count"`
+	GoodCount  int64     `json:"good_count"`
+	ScrapCount int64     `json:"scrap_count"`
+}
+
+// Counts returns one equipment's part counts per window of one granularity starting
+// in [from, to).
+func Counts(ctx context.Context, q Querier, tenant, equipment, granularity string, from, to time.Time) ([]CountBucket, error) {
+	rows, err := q.Query(ctx, `SELECT starts_at, ends_at, total_count, good_count, scrap_count FROM oee_window
+		WHERE tenant_id = $1 AND equipment = $2 AND granularity = $3 AND starts_at >= $4 AND starts_at < $5 ORDER BY starts_at`,
+		tenant, equipment, granularity, from, to)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[CountBucket])
+}
+
+// Backlog is the state of the recomputation queue.
+type Backlog struct {
+	Dirty, SetAside int64         // equipment-days waiting, and those of them set aside after a failure
+	Oldest          time.Duration // age of the oldest mark
+}
+
+// QueueBacklog reads the recomputation queue's state.
+func QueueBacklog(ctx context.Context, q Querier) (Backlog, error) {
+	var b Backlog
+	var oldest float64
+	err := q.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE attempts > 0),
+		coalesce(extract(epoch FROM now() - min(marked_at)), 0)::float8 FROM oee_dirty`).Scan(&b.Dirty, &b.SetAside, &oldest)
+	b.Oldest = seconds(oldest)
+	return b, err
+}

@@ -279,16 +279,13 @@ func (s *Service) recompute(ctx context.Context) error {
 
 // updateBacklog sets the backlog gauges from the dirty table.
 func (s *Service) updateBacklog(ctx context.Context) {
-	var dirty, setAside int64
-	var oldest float64
-	err := s.store.Pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE attempts > 0),
-		coalesce(extract(epoch FROM now() - min(marked_at)), 0)::float8 FROM oee_dirty`).Scan(&dirty, &setAside, &oldest)
+	b, err := store.QueueBacklog(ctx, s.store.Pool)
 	if err != nil {
 		return
 	}
-	s.m.dirty.Set(float64(dirty))
-	s.m.setAside.Set(float64(setAside))
-	s.m.oldestDirty.Set(oldest)
+	s.m.dirty.Set(float64(b.Dirty))
+	s.m.setAside.Set(float64(b.SetAside))
+	s.m.oldestDirty.Set(b.Oldest.Seconds())
 }
 
 type metrics struct {

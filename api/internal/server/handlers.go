@@ -424,13 +424,7 @@ func (s *Server) failures(w http.ResponseWriter, r *http.Request) {
 }
 
 // CountBucket is the part counts of one bucket.
-type CountBucket struct {
-	Start      time.Time `json:"start"`
-	End        time.Time `json:"end"`
-	TotalCount int64     `json:"total_count"`
-	GoodCount  int64     `json:"good_count"`
-	ScrapCount int64     `json:"scrap_count"`
-}
+type CountBucket = store.CountBucket
 
 func (s *Server) counts(w http.ResponseWriter, r *http.Request) {
 	from, to, err := rangeParams(r)
@@ -448,13 +442,7 @@ func (s *Server) counts(w http.ResponseWriter, r *http.Request) {
 		if err := scopeExists(r.Context(), tx, "equipment", r.PathValue("code")); err != nil {
 			return err
 		}
-		rows, err := tx.Query(r.Context(), `SELECT starts_at, ends_at, total_count, good_count, scrap_count FROM oee_window
-			WHERE equipment = $1 AND granularity = $2 AND starts_at >= $3 AND starts_at < $4 ORDER BY starts_at`,
-			r.PathValue("code"), bucket, from, to)
-		if err != nil {
-			return err
-		}
-		out, err = pgx.CollectRows(rows, pgx.RowToStructByPos[CountBucket])
+		out, err = store.Counts(r.Context(), tx, r.Context().Value(principalKey).(principal).tenant, r.PathValue("code"), bucket, from, to)
 		return err
 	})
 	if err != nil {
