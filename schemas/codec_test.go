@@ -27,25 +27,27 @@ var schemaAccepts = map[string]string{
 	"infinity":           "1e999 is a JSON number; only parsing it overflows",
 }
 
-func compileSchema(t testing.TB) *jsonschema.Schema {
+func compileSchema(t testing.TB) *jsonschema.Schema { return compileSchemaFile(t, "envelope.schema.json") }
+
+func compileSchemaFile(t testing.TB, name string) *jsonschema.Schema {
 	t.Helper()
-	f, err := os.Open("envelope.schema.json")
+	f, err := os.Open(name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	doc, err := jsonschema.UnmarshalJSON(f)
 	if err != nil {
-		t.Fatalf("envelope.schema.json: %v", err)
+		t.Fatalf("%s: %v", name, err)
 	}
 	c := jsonschema.NewCompiler()
 	c.AssertFormat()
-	if err := c.AddResource("envelope.schema.json", doc); err != nil {
+	if err := c.AddResource(name, doc); err != nil {
 		t.Fatal(err)
 	}
-	sch, err := c.Compile("envelope.schema.json")
+	sch, err := c.Compile(name)
 	if err != nil {
-		t.Fatalf("compile envelope.schema.json: %v", err)
+		t.Fatalf("compile %s: %v", name, err)
 	}
 	return sch
 }

@@ -230,3 +230,86 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// An agent's last will reaches the status topic stamped with the time the broker
+// delivered it; a retained status sent again on subscribing is not news; a status
+// whose topic names another agent is a dead letter.
+func TestBridgeCarriesAgentWillAndBirth(t *testing.T) {
+	mq := testkit.Mosquitto(t)
+	k := testkit.Kafka(t)
+	_, reg, stop := startBridge(t, bridge.Config{BrokerURL: mq.URL(), ClientID: "bridge-" + t.Name(), Group: "g1", KafkaBrokers: k.Brokers()})
+	defer stop()
+
+	topic := schemas.StatusTopic("acme", "gw-1")
+	will, _ := json.Marshal(schemas.AgentStatus{Version: 1, Tenant: "acme", Agent: "gw-1", State: schemas.AgentOffline, Will: true,
+		Incarnation: "run-1", TS: time.Now().Add(-time.Hour).UTC(), Equipment: []string{"filler-1"}})
+	birth, _ := json.Marshal(schemas.AgentStatus{Version: 1, Tenant: "acme", Agent: "gw-1", State: schemas.AgentOnline,
+		Incarnation: "run-1", TS: time.Now().UTC(), Equipment: []string{"filler-1"}})
+	proxy, err := testkit.NewProxy(mq.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	agent := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://"+proxy.Addr()).SetClientID("agent-gw-1").SetKeepAlive(2*time.Second).
+		SetBinaryWill(topic, will, 1, true).SetAutoReconnect(false))
+	if tok := agent.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	if tok := agent.Publish(topic, 1, true, birth); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	// Cut the agent's connection without a DISCONNECT, as a crash would: the broker
+	// sends the will.
+	before := time.Now()
+	proxy.Cut()
+
+	recs := readTopic(t, k.Brokers(), schemas.KafkaStatus, 2)
+	var got []schemas.AgentStatus
+	for _, r := range recs {
+		st, err := schemas.DecodeStatus(r.Value)
+		if err != nil {
+			t.Fatalf("%s: %v", r.Value, err)
+		}
+		if string(r.Key) != "acme/gw-1" {
+			t.Fatalf("key %q", r.Key)
+		}
+		got = append(got, *st)
+	}
+	if got[0].State != schemas.AgentOnline || got[1].State != schemas.AgentOffline || !got[1].Will {
+		t.Fatalf("statuses %+v", got)
+	}
+	if since := got[1].Since(); since.Before(before.Add(-time.Second)) || since.After(time.Now()) {
+		t.Fatalf("the will took effect at %s, the connection was lost at %s", since, before)
+	}
+
+	// A bridge that subscribes anew gets the retained will again: old news, not
+	// forwarded. A status on another agent's topic is a dead letter.
+	_, _, stop2 := startBridge(t, bridge.Config{BrokerURL: mq.URL(), ClientID: "bridge2-" + t.Name(), Group: "g2", KafkaBrokers: k.Brokers(),
+		Subscription: "plain"})
+	defer stop2()
+	publish(t, publisher(t, mq.URL()), schemas.StatusTopic("acme", "gw-2"), birth)
+	dead := readTopic(t, k.Brokers(), schemas.KafkaDeadLetter, 2) // one from each bridge
+	for _, d := range dead {
+		var dl schemas.DeadLetter
+		json.Unmarshal(d.Value, &dl)
+		if dl.Reason != schemas.ReasonTopicMismatch {
+			t.Fatalf("dead letter %+v", dl)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := len(readTopic(t, k.Brokers(), schemas.KafkaStatus, 2)); n != 2 {
+		t.Fatalf("%d status records", n)
+	}
+	mfs, _ := reg.Gather()
+	found := false
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if mf.GetName() == "takt_bridge_agent_status_total" && m.GetLabel()[0].GetValue() == "offline" {
+				found = m.GetCounter().GetValue() == 1
+			}
+		}
+	}
+	if !found {
+		t.Fatal("takt_bridge_agent_status_total{state=offline} is not 1")
+	}
+}
