@@ -27,7 +27,9 @@ var schemaAccepts = map[string]string{
 	"infinity":           "1e999 is a JSON number; only parsing it overflows",
 }
 
-func compileSchema(t testing.TB) *jsonschema.Schema { return compileSchemaFile(t, "envelope.schema.json") }
+func compileSchema(t testing.TB) *jsonschema.Schema {
+	return compileSchemaFile(t, "envelope.schema.json")
+}
 
 func compileSchemaFile(t testing.TB, name string) *jsonschema.Schema {
 	t.Helper()
