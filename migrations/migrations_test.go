@@ -91,8 +91,8 @@ SELECT e.tenant_id, e.id, p.id, '2026-11-25 06:00Z', '2026-11-25 14:00Z', 28800,
 		}
 		for _, q := range []string{
 			`INSERT INTO samples (tenant_id, equipment, tag, ts, value, quality, role, agent, seq) VALUES ($1, 'filler-' || $1, 'speed', '2026-11-25 08:00Z', 1, 1, 1, 'gw', 1)`,
-			`INSERT INTO state_interval (tenant_id, equipment, starts_at, ends_at, category) VALUES ($1, 'filler-' || $1, '2026-11-25 08:00Z', '2026-11-25 09:00Z', 1)`,
-			`INSERT INTO part_count (tenant_id, equipment, ts, kind, increment) VALUES ($1, 'filler-' || $1, '2026-11-25 08:00Z', 1, 10)`,
+			`INSERT INTO state_observation (tenant_id, equipment, ts, category) VALUES ($1, 'filler-' || $1, '2026-11-25 08:00Z', 1)`,
+			`INSERT INTO downtime_reason (tenant_id, code, name, category) VALUES ($1, 101, 'Jam at the infeed', 'breakdown')`,
 			`INSERT INTO oee_window (tenant_id, equipment, granularity, starts_at, ends_at, planned_s, run_s, total_count, good_count) VALUES ($1, 'filler-' || $1, 'hour', '2026-11-25 08:00Z', '2026-11-25 09:00Z', 3600, 3000, 100, 99)`,
 			`INSERT INTO audit_log (tenant_id, actor, action, entity, entity_id) VALUES ($1, 'seed', 'insert', 'equipment', '1')`,
 		} {
@@ -121,7 +121,7 @@ func asTenant(t *testing.T, pool *pgxpool.Pool, tenant string, fn func(pgx.Tx) e
 }
 
 var tenantTables = []string{"tenant", "site", "area", "line", "work_center", "equipment", "product",
-	"production_run", "samples", "state_interval", "part_count", "oee_window", "audit_log"}
+	"production_run", "samples", "state_observation", "downtime_reason", "oee_window", "audit_log"}
 
 func TestRowLevelSecurity(t *testing.T) {
 	ctx := context.Background()
@@ -230,7 +230,8 @@ func TestConstraints(t *testing.T) {
 		"code charset":     `INSERT INTO site (tenant_id, code, name, time_zone) VALUES ('a', 'a/b', 'X', 'UTC')`,
 		"duplicate code":   `INSERT INTO equipment (tenant_id, work_center_id, code, name) SELECT tenant_id, work_center_id, code, name FROM equipment WHERE tenant_id = 'a'`,
 		"cross-tenant ref": `INSERT INTO equipment (tenant_id, work_center_id, code, name) SELECT 'b', id, 'sneaky', 'X' FROM work_center WHERE tenant_id = 'a'`,
-		"state category":   `INSERT INTO state_interval (tenant_id, equipment, starts_at, category) VALUES ('a', 'e', now(), 9)`,
+		"state category":   `INSERT INTO state_observation (tenant_id, equipment, ts, category) VALUES ('a', 'e', now(), 9)`,
+		"reason name":      `INSERT INTO downtime_reason (tenant_id, code, name) VALUES ('a', 7, '')`,
 	}
 	for name, q := range cases {
 		if _, err := pool.Exec(ctx, q); err == nil {

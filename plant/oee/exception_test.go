@@ -143,3 +143,25 @@ func TestNanosecondsNeverGiveNegativeTimes(t *testing.T) {
 		}
 	}
 }
+
+// Two products of different ideal cycle times with a changeover between their runs:
+// each part takes its product's ideal cycle time, and the time between the runs is
+// setup, although the machine said it was running.
+func TestTwoProductsAndAChangeover(t *testing.T) {
+	in := Input{Window: Span{at(6, 0), at(14, 0)}, Now: at(20, 0), IdealCycle: 10 * time.Second, MicroStopThreshold: 2 * time.Minute,
+		States: Intervals([]Observation{{TS: at(6, 0), State: schemas.StateRunning}}, 0, at(20, 0)),
+		Runs: []Run{{Span: Span{at(6, 0), at(9, 0)}, Product: "A", IdealCycle: time.Second},
+			{Span: Span{at(9, 30), at(14, 0)}, Product: "B", IdealCycle: 2 * time.Second}},
+		Counts: []Count{{TS: at(8, 59), Kind: schemas.CounterTotal, N: 9000}, {TS: at(13, 59), Kind: schemas.CounterTotal, N: 7200}},
+	}
+	r := Compute(in)
+	if r.SetupS != 1800 || r.RunS != 27000 || r.PlannedS != 28800 || r.IdealRunS != 9000+14400 {
+		t.Fatalf("setup %v run %v planned %v ideal %v", r.SetupS, r.RunS, r.PlannedS, r.IdealRunS)
+	}
+	near(t, "availability", r.Availability, 27000.0/28800)
+	near(t, "performance", r.Performance, 23400.0/27000)
+	// Without runs, the equipment's own ideal cycle time applies to every part.
+	in.Runs = nil
+	r = Compute(in)
+	near(t, "performance without runs", r.Performance, 16200.0*10/28800)
+}

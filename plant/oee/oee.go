@@ -63,6 +63,18 @@ type Input struct {
 	MicroStopThreshold time.Duration // unplanned stops shorter than this are micro-stops
 	Scheduled          []Span        // shift time; nil means the whole window is scheduled
 	PlannedStops       []Span        // breaks and planned stops within the schedule
+	// Runs say which product ran when, with its ideal cycle time: a part counted
+	// during a run takes the run's product's ideal cycle time (IdealCycle outside
+	// runs), and the time between two runs of the window is changeover (setup),
+	// whatever the machine said, unless it is planned down, not scheduled or unknown.
+	Runs []Run
+}
+
+// Run is one production run: a product on the equipment over [Start, End).
+type Run struct {
+	Span
+	Product    string
+	IdealCycle time.Duration
 }
 
 // Result is one window's figures. Times are seconds.
@@ -123,7 +135,7 @@ func Compute(in Input) Result {
 
 	// Within planned time, the states decide. Sums are kept in nanoseconds.
 	var run, micro, breakdown, setup, idle, plannedDown, notScheduled, covered time.Duration
-	states := append([]StateInterval(nil), in.States...)
+	states := changeovers(in.States, in.Runs)
 	sort.Slice(states, func(i, j int) bool { return states[i].Start.Before(states[j].Start) })
 	for _, s := range states {
 		for _, p := range planned {
@@ -190,10 +202,101 @@ func Compute(in Input) Result {
 		r.ScrapCount = scrap
 		r.GoodCount = max(r.TotalCount-scrap, 0)
 	}
-	r.IdealRunS = sec(in.IdealCycle) * float64(r.TotalCount)
-	r.HasIdealCycle = in.IdealCycle > 0
+	var ideal time.Duration
+	r.HasIdealCycle = true
+	for _, c := range in.Counts {
+		if c.Kind != schemas.CounterTotal || c.TS.Before(win.Start) || !c.TS.Before(win.End) {
+			continue
+		}
+		ic := idealCycleAt(in, c.TS)
+		if ic <= 0 {
+			r.HasIdealCycle = false
+		}
+		ideal += time.Duration(c.N) * ic
+	}
+	if r.TotalCount == 0 {
+		r.HasIdealCycle = in.IdealCycle > 0 || len(in.Runs) > 0
+	}
+	r.IdealRunS = sec(ideal)
 	finish(&r)
 	return r
+}
+
+// idealCycleAt is the ideal cycle time of the product running at t.
+func idealCycleAt(in Input, t time.Time) time.Duration {
+	for _, ru := range in.Runs {
+		if !t.Before(ru.Start) && t.Before(ru.End) {
+			return ru.IdealCycle
+		}
+	}
+	return in.IdealCycle
+}
+
+// changeovers returns the states with the time between consecutive runs turned
+// into setup, except where the machine was planned down, not scheduled or unknown.
+func changeovers(states []StateInterval, runs []Run) []StateInterval {
+	out := append([]StateInterval(nil), states...)
+	if len(runs) < 2 {
+		return out
+	}
+	rs := append([]Run(nil), runs...)
+	sort.Slice(rs, func(i, j int) bool { return rs[i].Start.Before(rs[j].Start) })
+	var gaps []Span
+	for i := 1; i < len(rs); i++ {
+		if rs[i].Start.After(rs[i-1].End) {
+			gaps = append(gaps, Span{rs[i-1].End, rs[i].Start})
+		}
+	}
+	if len(gaps) == 0 {
+		return out
+	}
+	var res []StateInterval
+	for _, s := range out {
+		switch s.State {
+		case schemas.StatePlannedDown, schemas.StateNotScheduled, schemas.StateUnknown:
+			res = append(res, s)
+			continue
+		}
+		rest := []StateInterval{s}
+		for _, g := range gaps {
+			var next []StateInterval
+			for _, p := range rest {
+				if !g.Start.Before(p.End) || !g.End.After(p.Start) {
+					next = append(next, p)
+					continue
+				}
+				if p.Start.Before(g.Start) {
+					a := p
+					a.End = g.Start
+					next = append(next, a)
+				}
+				c := StateInterval{Start: maxTime(p.Start, g.Start), End: minTime(p.End, g.End), State: schemas.StateSetup}
+				next = append(next, c)
+				if p.End.After(g.End) {
+					b := p
+					b.Start = g.End
+					next = append(next, b)
+				}
+			}
+			rest = next
+		}
+		res = append(res, rest...)
+	}
+	return res
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // Sum adds windows up (a longer window, a line, a site) and derives the ratios from

@@ -322,7 +322,7 @@ func (s *Store) compute(ctx context.Context, tx pgx.Tx, d Day, now time.Time) er
 		}
 		return nil
 	}
-	cfg, maxAge, err := equipment(ctx, tx, d.Tenant, d.Equipment)
+	cfg, maxAge, eqID, err := equipment(ctx, tx, d.Tenant, d.Equipment)
 	if err != nil {
 		return fmt.Errorf("equipment %s/%s: %w", d.Tenant, d.Equipment, err)
 	}
@@ -343,16 +343,27 @@ func (s *Store) compute(ctx context.Context, tx pgx.Tx, d Day, now time.Time) er
 	if err != nil {
 		return err
 	}
+	if eqID != 0 {
+		if cfg.Runs, err = runs(ctx, tx, eqID, from, to, now); err != nil {
+			return err
+		}
+	}
 	var ws []windows.Window
 	for t := first.Start; t.Before(last.End) && t.Before(now); t = windows.DaySpan(t, cfg.Location).End {
 		ws = append(ws, windows.Day(cfg, t, now, states, counts)...) // days not begun yet have no windows
 	}
-	return write(ctx, tx, d.Tenant, d.Equipment, ws, now)
+	if err := write(ctx, tx, d.Tenant, d.Equipment, ws, now); err != nil {
+		return err
+	}
+	if eqID == 0 {
+		return nil
+	}
+	return writeDowntime(ctx, tx, d.Tenant, eqID, oee.Span{Start: first.Start, End: last.End}, until, states)
 }
 
-// equipment loads what the windows of one equipment depend on besides its data, and
-// its opt-in state staleness limit (0: none).
-func equipment(ctx context.Context, q Querier, tenant, code string) (windows.Equipment, time.Duration, error) {
+// equipment loads what the windows of one equipment depend on besides its data, its
+// opt-in state staleness limit (0: none) and its id (0: not registered).
+func equipment(ctx context.Context, q Querier, tenant, code string) (windows.Equipment, time.Duration, int64, error) {
 	eq := windows.Equipment{Location: time.UTC, MicroStopThreshold: 2 * time.Minute}
 	var id, siteID int64
 	var ict, maxAge *float64
@@ -363,14 +374,14 @@ func equipment(ctx context.Context, q Querier, tenant, code string) (windows.Equ
 		JOIN area a ON a.id = l.area_id JOIN site s ON s.id = a.site_id
 		WHERE e.tenant_id = $1 AND e.code = $2`, tenant, code).Scan(&id, &ict, &micro, &maxAge, &siteID, &tz)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return eq, 0, nil // not registered: UTC, around the clock, no ideal cycle time (no performance)
+		return eq, 0, 0, nil // not registered: UTC, around the clock, no ideal cycle time (no performance)
 	}
 	if err != nil {
-		return eq, 0, err
+		return eq, 0, 0, err
 	}
 	loc, err := time.LoadLocation(tz)
 	if err != nil {
-		return eq, 0, fmt.Errorf("site time zone %q: %w", tz, err)
+		return eq, 0, 0, fmt.Errorf("site time zone %q: %w", tz, err)
 	}
 	eq.Location = loc
 	if ict != nil {
@@ -384,7 +395,7 @@ func equipment(ctx context.Context, q Querier, tenant, code string) (windows.Equ
 	rows, err := q.Query(ctx, `SELECT p.id, p.name, extract(epoch FROM p.starts_at)::float8, extract(epoch FROM p.duration)::float8,
 		p.weekdays, p.valid_from, p.valid_to FROM shift_pattern p WHERE p.site_id = $1`, siteID)
 	if err != nil {
-		return eq, 0, err
+		return eq, 0, 0, err
 	}
 	ids := map[int64]int{}
 	for rows.Next() {
@@ -395,7 +406,7 @@ func equipment(ctx context.Context, q Querier, tenant, code string) (windows.Equ
 		var validTo *time.Time
 		if err := rows.Scan(&pid, &sh.Name, &start, &dur, &days, &sh.ValidFrom, &validTo); err != nil {
 			rows.Close()
-			return eq, 0, err
+			return eq, 0, 0, err
 		}
 		if validTo != nil {
 			sh.ValidTo = *validTo
@@ -409,19 +420,19 @@ func equipment(ctx context.Context, q Querier, tenant, code string) (windows.Equ
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return eq, 0, err
+		return eq, 0, 0, err
 	}
 	rows, err = q.Query(ctx, `SELECT b.shift_pattern_id, extract(epoch FROM b.start_offset)::float8, extract(epoch FROM b.duration)::float8
 		FROM planned_break b JOIN shift_pattern p ON p.id = b.shift_pattern_id WHERE p.site_id = $1`, siteID)
 	if err != nil {
-		return eq, 0, err
+		return eq, 0, 0, err
 	}
 	for rows.Next() {
 		var pid int64
 		var off, dur float64
 		if err := rows.Scan(&pid, &off, &dur); err != nil {
 			rows.Close()
-			return eq, 0, err
+			return eq, 0, 0, err
 		}
 		if k, ok := ids[pid]; ok {
 			eq.Shifts[k].Breaks = append(eq.Shifts[k].Breaks, windows.Break{Offset: seconds(off), Duration: seconds(dur)})
@@ -429,22 +440,22 @@ func equipment(ctx context.Context, q Querier, tenant, code string) (windows.Equ
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return eq, 0, err
+		return eq, 0, 0, err
 	}
 	rows, err = q.Query(ctx, `SELECT starts_at, ends_at FROM planned_stop WHERE equipment_id = $1`, id)
 	if err != nil {
-		return eq, 0, err
+		return eq, 0, 0, err
 	}
 	for rows.Next() {
 		var sp oee.Span
 		if err := rows.Scan(&sp.Start, &sp.End); err != nil {
 			rows.Close()
-			return eq, 0, err
+			return eq, 0, 0, err
 		}
 		eq.PlannedStops = append(eq.PlannedStops, sp)
 	}
 	rows.Close()
-	return eq, age, rows.Err()
+	return eq, age, id, rows.Err()
 }
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
@@ -479,7 +490,7 @@ func intervals(ctx context.Context, q Querier, tenant, eq string, from, to time.
 // Intervals returns the state intervals of one equipment clipped to [from, to), as
 // the windows are computed from them (now ends the last one).
 func Intervals(ctx context.Context, q Querier, tenant, eq string, from, to, now time.Time) ([]oee.StateInterval, error) {
-	_, maxAge, err := equipment(ctx, q, tenant, eq)
+	_, maxAge, _, err := equipment(ctx, q, tenant, eq)
 	if err != nil {
 		return nil, err
 	}

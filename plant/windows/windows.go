@@ -58,6 +58,7 @@ type Equipment struct {
 	Location           *time.Location
 	Shifts             []Shift    // none: the equipment is scheduled around the clock
 	PlannedStops       []oee.Span // one-off planned stops
+	Runs               []oee.Run  // production runs: which product ran when
 }
 
 // Window is one computed window.
@@ -137,7 +138,7 @@ func Day(eq Equipment, t, now time.Time, states []oee.StateInterval, counts []oe
 		loc = time.UTC
 	}
 	day := DaySpan(t, loc)
-	base := oee.Input{Now: now, States: states, Counts: counts, IdealCycle: eq.IdealCycle, MicroStopThreshold: eq.MicroStopThreshold}
+	base := oee.Input{Now: now, States: states, Counts: counts, IdealCycle: eq.IdealCycle, MicroStopThreshold: eq.MicroStopThreshold, Runs: eq.Runs}
 	local := day.Start.In(loc)
 	occ, breaks := shiftSpans(eq.Shifts, loc, local.AddDate(0, 0, -1), local.AddDate(0, 0, 1))
 	if len(eq.Shifts) > 0 {

@@ -191,3 +191,58 @@ INSERT INTO equipment (tenant_id, work_center_id, code, name, ideal_cycle_time_s
 	hourOf(t, pool, "filler-1", h8, func(r row) bool { return r.breakdown == 1800 })
 	t.Logf("set aside: %s (attempt %d): %s", fs[0].Day, fs[0].Attempts, fs[0].LastError)
 }
+
+// A shift with two products of different ideal cycle times and a changeover between
+// their runs: each part takes its product's ideal cycle time, the time between the
+// runs is setup, and the stops become downtime events.
+func TestTwoProductsWithAChangeover(t *testing.T) {
+	pool := testkit.NewDatabase(t).Pool(t)
+	register(t, pool) // filler-1, ideal cycle 1 s
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `INSERT INTO product (tenant_id, code, name, ideal_cycle_time_s) VALUES ('acme', 'cola', 'Cola', 0.5), ('acme', 'juice', 'Juice', 2)`); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []store.ProductionRun{
+		{Product: "cola", Start: h8, End: ptr(h8.Add(30 * time.Minute))},
+		{Product: "juice", Start: h8.Add(40 * time.Minute), End: ptr(h8.Add(3 * time.Hour))},
+	} {
+		if _, err := store.AddRun(ctx, pool, "acme", "filler-1", r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k := testkit.Kafka(t)
+	var seq uint64
+	// Running the whole hour by the machine's account, one breakdown after it; 3,000
+	// cola in the first half hour, 600 juice after the changeover.
+	produce(t, k.Brokers(), changes("filler-1", &seq,
+		h8, schemas.StateRunning, h8, 0, h8.Add(29*time.Minute), 3000, h8.Add(59*time.Minute), 3600,
+		h8.Add(time.Hour), schemas.StateStoppedUnplanned, h8.Add(75*time.Minute), schemas.StateRunning))
+	run(t, pool, k.Brokers(), "agg")
+	r := hourOf(t, pool, "filler-1", h8, func(r row) bool { return r.total == 3600 })
+	var setup, idealRun float64
+	pool.QueryRow(ctx, `SELECT setup_s, ideal_run_s FROM oee_window WHERE equipment = 'filler-1' AND granularity = 'hour' AND starts_at = $1`, h8).Scan(&setup, &idealRun)
+	if setup != 600 || r.run != 3000 || r.planned != 3600 || idealRun != 3000*0.5+600*2 {
+		t.Fatalf("08:00: setup %v run %v planned %v ideal %v", setup, r.run, r.planned, idealRun)
+	}
+	near(t, "performance", r.p, (1500.0+1200)/3000)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var events []string
+		rows, _ := pool.Query(ctx, `SELECT category || ' ' || to_char(start_time AT TIME ZONE 'UTC', 'HH24:MI') || '-' || coalesce(to_char(end_time AT TIME ZONE 'UTC', 'HH24:MI'), '')
+			FROM downtime WHERE source = 'derived' ORDER BY start_time`)
+		for rows.Next() {
+			var s string
+			rows.Scan(&s)
+			events = append(events, s)
+		}
+		if len(events) == 1 && events[0] == "3 09:00-09:15" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("downtime events %v, want the breakdown 09:00-09:15", events)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

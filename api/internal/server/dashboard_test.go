@@ -27,6 +27,13 @@ func TestDashboardShowsTheAPIFigures(t *testing.T) {
 		ends_at = ends_at - $1::timestamptz + $2::timestamptz`, h6, base); err != nil {
 		t.Fatal(err)
 	}
+	// The states too, and a name for the stop's reason code.
+	if _, err := pool.Exec(context.Background(), `UPDATE state_observation SET ts = ts - $1::timestamptz + $2::timestamptz`, h6, base); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(context.Background(), `INSERT INTO downtime_reason (tenant_id, code, name) VALUES ('a', 101, 'Jam at the infeed')`); err != nil {
+		t.Fatal(err)
+	}
 	// capper-1's first hour has half its scheduled time without data.
 	if _, err := pool.Exec(context.Background(), `UPDATE oee_window SET scheduled_s = 3600, unknown_s = 1800, coverage = 0.5
 		WHERE tenant_id = 'a' AND equipment = 'capper-1'`); err != nil {
@@ -81,6 +88,9 @@ func TestDashboardShowsTheAPIFigures(t *testing.T) {
 	same("line coverage", value(`id="line-coverage"[^>]*data-value="([^"]+)"`), line.Total.Coverage)
 	if !line.Total.Partial || !regexp.MustCompile(`class="kpi partial"[^>]*id="line-coverage-kpi"|id="line-coverage-kpi"[^>]*class="kpi partial"`).MatchString(dom) {
 		t.Errorf("partial data not marked: API partial=%v", line.Total.Partial)
+	}
+	if !regexp.MustCompile(`data-testid="reason" data-code="101">Jam at the infeed<`).MatchString(dom) {
+		t.Errorf("the Pareto does not name reason 101")
 	}
 	partialRows := 0
 	for _, b := range line.Buckets {

@@ -350,10 +350,11 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request) {
 
 // DowntimeReason is one bar of the downtime Pareto.
 type DowntimeReason struct {
-	State     string  `json:"state"`
-	Reason    uint32  `json:"reason"`
-	DurationS float64 `json:"duration_s"`
-	Count     int     `json:"count"`
+	State      string  `json:"state"`
+	Reason     uint32  `json:"reason"`
+	ReasonName string  `json:"reason_name"` // from the tenant's reason catalogue; "" when the code has no name
+	DurationS  float64 `json:"duration_s"`
+	Count      int     `json:"count"`
 }
 
 func (s *Server) downtime(w http.ResponseWriter, r *http.Request) {
@@ -369,13 +370,17 @@ func (s *Server) downtime(w http.ResponseWriter, r *http.Request) {
 	agg := map[key]*DowntimeReason{}
 	err = s.inTenant(r.Context(), false, func(tx pgx.Tx) error {
 		ivs, err := s.intervals(r.Context(), tx, r.PathValue("code"), from, to)
+		if err != nil {
+			return err
+		}
+		names, err := store.Reasons(r.Context(), tx)
 		for _, iv := range ivs {
 			if iv.State == schemas.StateRunning || iv.State == schemas.StateUnknown {
 				continue
 			}
 			k := key{iv.State, iv.Reason}
 			if agg[k] == nil {
-				agg[k] = &DowntimeReason{State: iv.State.String(), Reason: iv.Reason}
+				agg[k] = &DowntimeReason{State: iv.State.String(), Reason: iv.Reason, ReasonName: names[iv.Reason].Name}
 			}
 			agg[k].DurationS += iv.End.Sub(iv.Start).Seconds()
 			agg[k].Count++

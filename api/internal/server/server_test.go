@@ -262,7 +262,7 @@ func TestOpenAPIDocument(t *testing.T) {
 	}
 	// Every route under /api/v1 is documented.
 	for _, p := range []string{"/equipment", "/equipment/{code}", "/equipment/{code}/oee", "/lines/{code}/oee", "/sites/{code}/oee", "/sites", "/sites/{code}", "/sites/{code}/shifts", "/lines", "/products", "/equipment/{code}/planned-stops",
-		"/equipment/{code}/timeline", "/equipment/{code}/downtime", "/equipment/{code}/counts", "/sites/{code}/shifts/{id}", "/recompute-failures"} {
+		"/equipment/{code}/timeline", "/equipment/{code}/downtime", "/equipment/{code}/counts", "/sites/{code}/shifts/{id}", "/recompute-failures", "/reasons", "/reasons/{code}", "/equipment/{code}/runs", "/equipment/{code}/runs/{id}", "/equipment/{code}/downtime-events", "/equipment/{code}/maintenance"} {
 		if doc.Paths[p] == nil {
 			t.Errorf("openapi.json lacks %s", p)
 		}
@@ -399,5 +399,93 @@ func TestChangesMarkDaysForRecomputation(t *testing.T) {
 	if code := call(t, ts, "GET", "tok-a", "/api/v1/recompute-failures", "", &fs); code != 200 || len(fs.Failures) != 1 ||
 		fs.Failures[0].Equipment != "filler-1" || fs.Failures[0].Day != "2026-11-24" || fs.Failures[0].Attempts != 3 || fs.Failures[0].Error != "boom" {
 		t.Fatalf("failures: %d %+v", code, fs)
+	}
+}
+
+// Runs, reasons and maintenance through the API: a run marks its days, runs of one
+// equipment never overlap, the Pareto names reasons from the catalogue.
+func TestRunsReasonsAndMaintenance(t *testing.T) {
+	pool := fixture(t)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `INSERT INTO oee_window (tenant_id, equipment, granularity, starts_at, ends_at, planned_s, run_s, total_count, good_count)
+		VALUES ('a', 'filler-1', 'day', '2026-11-25T00:00:00Z', '2026-11-26T00:00:00Z', 0, 0, 0, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	_, ts := newServer(t, pool)
+	for _, p := range []string{`{"code":"cola","name":"Cola 0.5 l","ideal_cycle_time_s":1}`, `{"code":"juice","name":"Juice 1 l","ideal_cycle_time_s":2}`} {
+		if code := call(t, ts, "POST", "tok-a", "/api/v1/products", p, nil); code != 201 {
+			t.Fatalf("product: %d", code)
+		}
+	}
+	var run struct{ ID int64 }
+	if code := call(t, ts, "POST", "tok-a", "/api/v1/equipment/filler-1/runs", `{"product":"cola","start":"2026-11-25T06:00:00Z","end":"2026-11-25T09:00:00Z","order_id":"PO-1"}`, &run); code != 201 || run.ID == 0 {
+		t.Fatalf("run: %d %+v", code, run)
+	}
+	var n int
+	pool.QueryRow(ctx, `SELECT count(*) FROM oee_dirty WHERE tenant_id = 'a' AND equipment = 'filler-1' AND day = '2026-11-25'`).Scan(&n)
+	if n != 1 {
+		t.Fatal("a new run did not mark its day for recomputation")
+	}
+	var e errBody
+	if code := call(t, ts, "POST", "tok-a", "/api/v1/equipment/filler-1/runs", `{"product":"juice","start":"2026-11-25T08:00:00Z"}`, &e); code != 409 {
+		t.Fatalf("overlapping run: %d %+v", code, e)
+	}
+	if code := call(t, ts, "POST", "tok-a", "/api/v1/equipment/filler-1/runs", `{"product":"lemonade","start":"2026-11-25T10:00:00Z"}`, &e); code != 404 || !strings.Contains(e.Error.Message, "lemonade") {
+		t.Fatalf("unknown product: %d %+v", code, e)
+	}
+	if code := call(t, ts, "POST", "tok-a", "/api/v1/equipment/filler-1/runs", `{"product":"juice","start":"2026-11-25T09:30:00Z"}`, nil); code != 201 {
+		t.Fatalf("open run: %d", code)
+	}
+	var runs struct {
+		Runs []struct {
+			Product string
+			End     *time.Time
+		}
+	}
+	if code := call(t, ts, "GET", "tok-a", "/api/v1/equipment/filler-1/runs?from=2026-11-25T00:00:00Z&to=2026-11-26T00:00:00Z", "", &runs); code != 200 ||
+		len(runs.Runs) != 2 || runs.Runs[0].Product != "cola" || runs.Runs[1].End != nil {
+		t.Fatalf("runs: %d %+v", code, runs)
+	}
+	if code := call(t, ts, "GET", "tok-b", "/api/v1/equipment/filler-1/runs?from=2026-11-25T00:00:00Z&to=2026-11-26T00:00:00Z", "", &runs); code != 200 || len(runs.Runs) != 0 {
+		t.Fatalf("tenant b sees a's runs: %+v", runs)
+	}
+	if code := call(t, ts, "DELETE", "tok-a", fmt.Sprintf("/api/v1/equipment/filler-1/runs/%d", run.ID), "", nil); code != 200 {
+		t.Fatalf("delete run: %d", code)
+	}
+
+	if code := call(t, ts, "POST", "tok-a", "/api/v1/reasons", `{"code":101,"name":"Jam at the infeed","category":"breakdown"}`, nil); code != 201 {
+		t.Fatalf("reason: %d", code)
+	}
+	if code := call(t, ts, "POST", "tok-a", "/api/v1/reasons", `{"code":101,"name":"again"}`, nil); code != 409 {
+		t.Fatalf("duplicate reason: %d", code)
+	}
+	if code := call(t, ts, "PATCH", "tok-a", "/api/v1/reasons/101", `{"name":"Jam at the bottle infeed","category":"breakdown"}`, nil); code != 200 {
+		t.Fatalf("rename reason: %d", code)
+	}
+	var pareto struct {
+		Reasons []DowntimeReason
+	}
+	q := "?from=" + h6.Format(time.RFC3339) + "&to=" + h6.Add(time.Hour).Format(time.RFC3339)
+	if code := call(t, ts, "GET", "tok-a", "/api/v1/equipment/filler-1/downtime"+q, "", &pareto); code != 200 || len(pareto.Reasons) != 1 ||
+		pareto.Reasons[0].ReasonName != "Jam at the bottle infeed" {
+		t.Fatalf("pareto: %d %+v", code, pareto)
+	}
+	if code := call(t, ts, "GET", "tok-b", "/api/v1/reasons", "", &struct{}{}); code != 200 {
+		t.Fatalf("reasons of b: %d", code)
+	}
+	if code := call(t, ts, "POST", "tok-a", "/api/v1/equipment/filler-1/maintenance", `{"kind":"corrective","start":"2026-11-25T06:05:00Z","end":"2026-11-25T06:20:00Z","description":"cleared the jam","technician":"M. Curie"}`, nil); code != 201 {
+		t.Fatalf("maintenance: %d", code)
+	}
+	if code := call(t, ts, "POST", "tok-a", "/api/v1/equipment/filler-1/maintenance", `{"kind":"magic","start":"2026-11-25T06:05:00Z"}`, &e); code != 400 || !strings.Contains(e.Error.Message, "magic") {
+		t.Fatalf("bad kind: %d %+v", code, e)
+	}
+	var m struct{ Maintenance []struct{ Description string } }
+	if code := call(t, ts, "GET", "tok-a", "/api/v1/equipment/filler-1/maintenance"+q, "", &m); code != 200 || len(m.Maintenance) != 1 || m.Maintenance[0].Description != "cleared the jam" {
+		t.Fatalf("maintenance list: %d %+v", code, m)
+	}
+	var audited int
+	pool.QueryRow(ctx, `SELECT count(*) FROM audit_log WHERE entity IN ('production_run', 'downtime_reason', 'maintenance_event')`).Scan(&audited)
+	if audited != 6 {
+		t.Fatalf("%d audited changes, want 6", audited)
 	}
 }

@@ -1,0 +1,247 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+
+	"takt.dev/plant/store"
+)
+
+// The seed plan's facts through the API: production runs (which product ran when;
+// performance uses the running product's ideal cycle time), the reason-code
+// catalogue, downtime events and maintenance events. Every change is audited; a run
+// change marks the days it touches for recomputation.
+
+// storeError turns the plant store's refusals into answers.
+func storeError(err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return notFound(err.Error())
+	case errors.Is(err, store.ErrConflict):
+		return &apiError{http.StatusConflict, "conflict", err.Error()}
+	}
+	return err
+}
+
+func tenantOf(ctx context.Context) string { return ctx.Value(principalKey).(principal).tenant }
+
+func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
+	from, to, err := rangeParams(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var out []store.ProductionRun
+	err = s.inTenant(r.Context(), false, func(tx pgx.Tx) error {
+		if err := scopeExists(r.Context(), tx, "equipment", r.PathValue("code")); err != nil {
+			return err
+		}
+		out, err = store.Runs(r.Context(), tx, r.PathValue("code"), from, to)
+		return err
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if out == nil {
+		out = []store.ProductionRun{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"runs": out})
+}
+
+func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
+	var in store.ProductionRun
+	if err := decodeBody(r, &in); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	switch {
+	case in.Product == "":
+		s.fail(w, r, badParam("product", "missing (a product code)"))
+		return
+	case in.Start.IsZero():
+		s.fail(w, r, badParam("start", "missing (an RFC 3339 time)"))
+		return
+	case in.End != nil && !in.End.After(in.Start):
+		s.fail(w, r, badParam("end", "must be after start"))
+		return
+	}
+	code := r.PathValue("code")
+	s.change(w, r, "production_run", "insert", http.StatusCreated, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
+		id, err := store.AddRun(ctx, tx, tenantOf(ctx), code, in)
+		in.ID = id
+		return strconv.FormatInt(id, 10), nil, in, storeError(err)
+	})
+}
+
+func (s *Server) deleteRun(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		s.fail(w, r, badParam("id", "%q is not a run id", r.PathValue("id")))
+		return
+	}
+	s.change(w, r, "production_run", "delete", http.StatusOK, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
+		before, err := store.DeleteRun(ctx, tx, tenantOf(ctx), r.PathValue("code"), id)
+		return strconv.FormatInt(id, 10), before, nil, storeError(err)
+	})
+}
+
+func (s *Server) listReasons(w http.ResponseWriter, r *http.Request) {
+	out := []store.Reason{}
+	err := s.inTenant(r.Context(), false, func(tx pgx.Tx) error {
+		m, err := store.Reasons(r.Context(), tx)
+		for _, v := range m {
+			out = append(out, v)
+		}
+		return err
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	sortReasons(out)
+	writeJSON(w, http.StatusOK, map[string]any{"reasons": out})
+}
+
+func sortReasons(rs []store.Reason) {
+	for i := 1; i < len(rs); i++ {
+		for j := i; j > 0 && rs[j].Code < rs[j-1].Code; j-- {
+			rs[j], rs[j-1] = rs[j-1], rs[j]
+		}
+	}
+}
+
+// putReason creates (POST /reasons) or renames (PATCH /reasons/{code}) a reason code.
+func (s *Server) putReason(w http.ResponseWriter, r *http.Request) {
+	var in store.Reason
+	if err := decodeBody(r, &in); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	action, status := "insert", http.StatusCreated
+	if c := r.PathValue("code"); c != "" {
+		n, err := strconv.ParseUint(c, 10, 32)
+		if err != nil {
+			s.fail(w, r, badParam("code", "%q is not a reason code (0 to 4294967295)", c))
+			return
+		}
+		in.Code, action, status = uint32(n), "update", http.StatusOK
+	}
+	if in.Name == "" || len(in.Name) > 200 {
+		s.fail(w, r, badParam("name", "want 1 to 200 characters"))
+		return
+	}
+	s.change(w, r, "downtime_reason", action, status, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
+		m, err := store.Reasons(ctx, tx)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		before, exists := m[in.Code]
+		switch {
+		case action == "update" && !exists:
+			return "", nil, nil, notFound(fmt.Sprintf("reason %d", in.Code))
+		case action == "insert" && exists:
+			return "", nil, nil, &apiError{http.StatusConflict, "exists", fmt.Sprintf("reason %d already exists (PATCH /reasons/%d renames it)", in.Code, in.Code)}
+		}
+		var b any
+		if exists {
+			b = before
+		}
+		return strconv.FormatUint(uint64(in.Code), 10), b, in, store.PutReason(ctx, tx, tenantOf(ctx), in)
+	})
+}
+
+func (s *Server) deleteReason(w http.ResponseWriter, r *http.Request) {
+	n, err := strconv.ParseUint(r.PathValue("code"), 10, 32)
+	if err != nil {
+		s.fail(w, r, badParam("code", "%q is not a reason code", r.PathValue("code")))
+		return
+	}
+	s.change(w, r, "downtime_reason", "delete", http.StatusOK, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
+		ok, err := store.DeleteReason(ctx, tx, uint32(n))
+		if err == nil && !ok {
+			err = notFound(fmt.Sprintf("reason %d", n))
+		}
+		return strconv.FormatUint(n, 10), map[string]any{"code": n}, nil, err
+	})
+}
+
+func (s *Server) downtimeEvents(w http.ResponseWriter, r *http.Request) {
+	from, to, err := rangeParams(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var out []store.DowntimeEvent
+	err = s.inTenant(r.Context(), false, func(tx pgx.Tx) error {
+		if err := scopeExists(r.Context(), tx, "equipment", r.PathValue("code")); err != nil {
+			return err
+		}
+		out, err = store.DowntimeEvents(r.Context(), tx, r.PathValue("code"), from, to)
+		return err
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if out == nil {
+		out = []store.DowntimeEvent{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"equipment": r.PathValue("code"), "events": out})
+}
+
+var maintenanceKinds = map[string]bool{"preventive": true, "corrective": true, "predictive": true, "inspection": true}
+
+func (s *Server) createMaintenance(w http.ResponseWriter, r *http.Request) {
+	var in store.MaintenanceEvent
+	if err := decodeBody(r, &in); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	switch {
+	case !maintenanceKinds[in.Kind]:
+		s.fail(w, r, badParam("kind", "%q: want preventive, corrective, predictive or inspection", in.Kind))
+		return
+	case in.Start.IsZero():
+		s.fail(w, r, badParam("start", "missing (an RFC 3339 time)"))
+		return
+	case in.End != nil && !in.End.After(in.Start):
+		s.fail(w, r, badParam("end", "must be after start"))
+		return
+	}
+	code := r.PathValue("code")
+	s.change(w, r, "maintenance_event", "insert", http.StatusCreated, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
+		id, err := store.AddMaintenance(ctx, tx, tenantOf(ctx), code, in)
+		in.ID = id
+		return strconv.FormatInt(id, 10), nil, in, storeError(err)
+	})
+}
+
+func (s *Server) listMaintenance(w http.ResponseWriter, r *http.Request) {
+	from, to, err := rangeParams(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var out []store.MaintenanceEvent
+	err = s.inTenant(r.Context(), false, func(tx pgx.Tx) error {
+		if err := scopeExists(r.Context(), tx, "equipment", r.PathValue("code")); err != nil {
+			return err
+		}
+		out, err = store.Maintenance(r.Context(), tx, r.PathValue("code"), from, to)
+		return err
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if out == nil {
+		out = []store.MaintenanceEvent{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"maintenance": out})
+}
