@@ -479,7 +479,9 @@ func TestRunsReasonsAndMaintenance(t *testing.T) {
 	if code := call(t, ts, "POST", "tok-a", "/api/v1/equipment/filler-1/maintenance", `{"kind":"magic","start":"2026-11-25T06:05:00Z"}`, &e); code != 400 || !strings.Contains(e.Error.Message, "magic") {
 		t.Fatalf("bad kind: %d %+v", code, e)
 	}
-	var m struct{ Maintenance []struct{ Description string } }
+	var m struct {
+		Maintenance []struct{ Description string }
+	}
 	if code := call(t, ts, "GET", "tok-a", "/api/v1/equipment/filler-1/maintenance"+q, "", &m); code != 200 || len(m.Maintenance) != 1 || m.Maintenance[0].Description != "cleared the jam" {
 		t.Fatalf("maintenance list: %d %+v", code, m)
 	}
