@@ -1,15 +1,12 @@
 package opcua
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,75 +16,16 @@ import (
 )
 
 // The signing and encrypting policies are tested against node-opcua, an independent
-// server (gopcua's server offers security mode None only). It is installed with npm,
-// pinned, into a cache outside the repository, once per machine.
-const nodeOPCUAVersion = "2.186.4"
-
-func nodeModules(t *testing.T) string {
-	t.Helper()
-	for _, tool := range []string{"node", "npm"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not found: make test installs Node.js with apt-get when missing", tool)
-		}
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	dir := filepath.Join(cache, "takt-test", "node-opcua-"+nodeOPCUAVersion)
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "node-opcua-server", "package.json")); err == nil {
-		return filepath.Join(dir, "node_modules")
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("npm", "install", "--no-audit", "--no-fund", "--no-package-lock", "--prefix", dir,
-		"node-opcua-server@"+nodeOPCUAVersion, "node-opcua-certificate-manager@"+nodeOPCUAVersion,
-		"node-opcua-secure-channel@"+nodeOPCUAVersion, "node-opcua-service-secure-channel@"+nodeOPCUAVersion,
-		"node-opcua-variant@"+nodeOPCUAVersion)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("npm install node-opcua %s: %v\n%s", nodeOPCUAVersion, err, out)
-	}
-	return filepath.Join(dir, "node_modules")
-}
+// server (gopcua's server offers security mode None only), installed by testkit.
 
 // secureServer starts testdata/secure-server.js and returns its endpoint.
 func secureServer(t *testing.T) string {
 	t.Helper()
-	modules := nodeModules(t)
 	port, err := testkit.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("node", "testdata/secure-server.js", fmt.Sprint(port), filepath.Join(t.TempDir(), "server-pki"))
-	cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if ep, ok := strings.CutPrefix(sc.Text(), "READY "); ok {
-				ready <- ep
-			}
-		}
-	}()
-	select {
-	case ep := <-ready:
-		return ep
-	case <-time.After(60 * time.Second):
-		t.Fatalf("node-opcua server not ready after 60s:\n%s", stderr.String())
-	}
-	return ""
+	return testkit.StartNodeScript(t, "testdata/secure-server.js", fmt.Sprint(port), filepath.Join(t.TempDir(), "server-pki"))
 }
 
 // firstReading runs the source until it hands out a reading of the wanted quality,

@@ -128,11 +128,14 @@ func buildBinaries(t testing.TB) string {
 // its last run got to the first state of the next), the rest exact.
 func TestEndToEnd(t *testing.T) {
 	bin := buildBinaries(t)
-	t.Run("subscribe", func(t *testing.T) { endToEnd(t, bin, false) })
-	t.Run("agent killed mid-shift", func(t *testing.T) { endToEnd(t, bin, true) })
+	t.Run("subscribe", func(t *testing.T) { endToEnd(t, bin, false, false) })
+	t.Run("agent killed mid-shift", func(t *testing.T) { endToEnd(t, bin, true, false) })
+	// The same shift replayed by an OPC UA server that is not plcsim (node-opcua,
+	// testdata/replay-server.js), with the PLC's source timestamps.
+	t.Run("node-opcua replay", func(t *testing.T) { endToEnd(t, bin, false, true) })
 }
 
-func endToEnd(t *testing.T, bin string, kill bool) {
+func endToEnd(t *testing.T, bin string, kill, nodeOPCUA bool) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	db := testkit.NewDatabase(t)
@@ -223,8 +226,12 @@ equipment:
 	}
 	start("takt-aggregator", nil, "-c", aggCfg, "run")
 	start("takt-api", []string{"TAKT_HTTP_ADDR=" + apiAddr}, "serve")
-	start("plcsim", nil, "-machines", "1", "-port", "0", "-opcua-port", fmt.Sprint(opcPort), "-script", scriptFile,
-		"-start", simStart.Format(time.RFC3339), "-speed", "600")
+	if nodeOPCUA {
+		testkit.StartNodeScript(t, "testdata/replay-server.js", fmt.Sprint(opcPort), scriptFile, simStart.Format(time.RFC3339), "600")
+	} else {
+		start("plcsim", nil, "-machines", "1", "-port", "0", "-opcua-port", fmt.Sprint(opcPort), "-script", scriptFile,
+			"-start", simStart.Format(time.RFC3339), "-speed", "600")
+	}
 	agent := start("takt-agent", nil, "run", "-c", agentCfg)
 	if kill {
 		// Mid-shift (6 s of real time before 06:00, 600× after, plus the start-up)
