@@ -263,4 +263,42 @@ INSERT INTO work_center (tenant_id, line_id, code, name) SELECT tenant_id, id, '
 			t.Logf("%s: A %.4f P %.4f Q %.4f OEE %.4f", e.source, *got.Total.Availability, *got.Total.Performance, *got.Total.Quality, *got.Total.OEE)
 		})
 	}
+
+	// What OEE depends on, changed through the API, changes the served figures of a
+	// past day within the aggregator's recompute interval.
+	t.Run("changes through the API", func(t *testing.T) {
+		e := exs[1] // waycalculator: 06:00-14:00, RUNNING but 09:00-10:00, 400 parts
+		q := fmt.Sprintf("/equipment/%s/oee?bucket=hour&from=%s&to=%s", e.equipment, e.start.Format(time.RFC3339), e.start.Add(e.length).Format(time.RFC3339))
+		served := func(what string, want func(a, p float64) bool) {
+			t.Helper()
+			var got struct{ Total struct{ Availability, Performance *float64 } }
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				api("GET", q, "", &got)
+				if got.Total.Availability != nil && got.Total.Performance != nil && want(*got.Total.Availability, *got.Total.Performance) {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: still served A %v P %v", what, got.Total.Availability, got.Total.Performance)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+		near := func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+		if code := api("PATCH", "/equipment/"+e.equipment, `{"ideal_cycle_time_s": 30}`, nil); code != 200 {
+			t.Fatalf("PATCH: %d", code)
+		}
+		served("ideal cycle time 30 s", func(a, p float64) bool { return near(a, 420.0/480) && near(p, 400.0*30/(420*60)) })
+		stop := fmt.Sprintf(`{"start":%q,"end":%q,"reason":"maintenance"}`, e.start.Add(3*time.Hour).Format(time.RFC3339), e.start.Add(4*time.Hour).Format(time.RFC3339))
+		if code := api("POST", "/equipment/"+e.equipment+"/planned-stops", stop, nil); code != 201 {
+			t.Fatalf("planned stop: %d", code)
+		}
+		served("the stop planned after the fact", func(a, p float64) bool { return near(a, 1) && near(p, 400.0*30/(420*60)) })
+		day := e.start.Format(time.DateOnly)
+		shift := fmt.Sprintf(`{"name":"short","starts_at":"06:00","duration":"06:00:00","weekdays":[1,2,3,4,5,6,7],"valid_from":%q,"valid_to":%q}`, day, day)
+		if code := api("POST", "/sites/plant/shifts", shift, nil); code != 201 {
+			t.Fatalf("shift: %d", code)
+		}
+		served("a six-hour shift on that day", func(a, p float64) bool { return near(a, 1) && near(p, 400.0*30/(5*3600)) })
+	})
 }
