@@ -120,6 +120,7 @@ func TestBridgeWritesEnvelopesEventsAndDeadLetters(t *testing.T) {
 	missing := strings.Replace(string(envelope(t, 300, 2)), `"tag":"speed",`, ``, 1)
 	mistyped := strings.Replace(string(envelope(t, 400, 2)), `"seq":401`, `"seq":"401"`, 1)
 	v2 := strings.Replace(string(envelope(t, 500, 2)), `"version":1`, `"version":2`, 1)
+	nul := strings.Replace(string(envelope(t, 600, 2)), `"tag":"speed"`, `"tag":"spe\u0000ed"`, 1) // PostgreSQL's text cannot hold it
 	big := envelope(t, 1000, 1000) // over the 64 KiB limit
 	other := schemas.Path{Tenant: "acme", Site: "lyon", Area: "pack", Line: "l1", Equipment: "capper-9"}
 	invalid := []struct {
@@ -134,6 +135,7 @@ func TestBridgeWritesEnvelopesEventsAndDeadLetters(t *testing.T) {
 		{path.Topic(), []byte(mistyped), schemas.ReasonMalformed},
 		{path.Topic(), []byte(v2), schemas.ReasonUnsupportedVersion},
 		{path.Topic(), big, schemas.ReasonTooLarge},
+		{path.Topic(), []byte(nul), schemas.ReasonInvalid},
 		{other.Topic(), valid, schemas.ReasonTopicMismatch},
 		{"takt/v1/acme/lyon/pack/l1/filler-1/extra", valid, schemas.ReasonTopicMismatch},
 	}
@@ -174,7 +176,7 @@ func TestBridgeWritesEnvelopesEventsAndDeadLetters(t *testing.T) {
 			t.Errorf("dead letter reason %q (%s), want %q", dl.Reason, dl.Error, c.reason)
 		}
 	}
-	for reason, want := range map[schemas.Reason]float64{schemas.ReasonMalformed: 3, schemas.ReasonInvalid: 2,
+	for reason, want := range map[schemas.Reason]float64{schemas.ReasonMalformed: 3, schemas.ReasonInvalid: 3,
 		schemas.ReasonUnsupportedVersion: 1, schemas.ReasonTooLarge: 1, schemas.ReasonTopicMismatch: 2} {
 		got := testutil.ToFloat64(mustVec(t, reg, "takt_bridge_dead_letters_total", string(reason)))
 		if got != want {

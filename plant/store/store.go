@@ -54,6 +54,10 @@ type Store struct {
 
 	// Now is the clock that ends the last state (default time.Now).
 	Now func() time.Time
+
+	// OnAnomaly is called once per computed equipment-day and anomaly its windows
+	// carry (AnomalyGoodAboveTotal, ...); nil ignores them.
+	OnAnomaly func(anomaly string)
 }
 
 func (s *Store) now() time.Time {
@@ -354,6 +358,17 @@ func (s *Store) compute(ctx context.Context, tx pgx.Tx, d Day, now time.Time) er
 	}
 	if err := write(ctx, tx, d.Tenant, d.Equipment, ws, now); err != nil {
 		return err
+	}
+	if s.OnAnomaly != nil {
+		seen := map[string]bool{}
+		for _, w := range ws {
+			for _, a := range anomalies(w.Result) {
+				if !seen[a] {
+					seen[a] = true
+					s.OnAnomaly(a)
+				}
+			}
+		}
 	}
 	if eqID == 0 {
 		return nil

@@ -175,6 +175,9 @@ INSERT INTO equipment (tenant_id, work_center_id, code, name, ideal_cycle_time_s
 	if len(anomalies) != 1 || anomalies[0] != store.AnomalyGoodAboveTotal {
 		t.Fatalf("anomalies %v", anomalies)
 	}
+	if v := testutil.ToFloat64(svc.m.anomalies.WithLabelValues(store.AnomalyGoodAboveTotal)); v < 1 {
+		t.Fatalf("takt_aggregator_anomalous_days_total{anomaly=good_above_total} = %v", v)
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for testutil.ToFloat64(svc.m.failures) == 0 {
 		if time.Now().After(deadline) {

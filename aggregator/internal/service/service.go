@@ -74,6 +74,7 @@ func New(cfg Config, st *store.Store, log *slog.Logger, reg prometheus.Registere
 	}
 	m := newMetrics(reg)
 	st.OnUnknownTenant = m.unknownTenant.Inc
+	st.OnAnomaly = func(a string) { m.anomalies.WithLabelValues(a).Inc() }
 	st.Now = now
 	return &Service{cfg: cfg, store: st, log: log, now: now, m: m}, nil
 }
@@ -290,7 +291,7 @@ func (s *Service) updateBacklog(ctx context.Context) {
 
 type metrics struct {
 	states, readings, retries, days, unknownTenant, failures prometheus.Counter
-	refused, agentStatus                                     *prometheus.CounterVec
+	refused, agentStatus, anomalies                          *prometheus.CounterVec
 	dirty, setAside, oldestDirty                             prometheus.Gauge
 	recompute                                                prometheus.Histogram
 }
@@ -303,6 +304,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Records skipped: not valid envelopes or status messages, or refused by the database (label reason)."}, []string{"reason"}),
 		agentStatus: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "takt_aggregator_agent_status_total",
 			Help: "Agent births (online) and deaths (offline) applied to their equipment."}, []string{"state"}),
+		anomalies: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "takt_aggregator_anomalous_days_total",
+			Help: "Equipment-day computations whose windows carry an anomaly (good_above_total: the counters disagree; performance_above_100: the ideal cycle time is wrong)."}, []string{"anomaly"}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_aggregator_recompute_failures_total",
 			Help: "Equipment-day computations that failed; the day is set aside and retried with backoff."}),
 		dirty:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "takt_aggregator_dirty_days", Help: "Equipment-days waiting to be computed."}),
@@ -316,7 +319,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.states, m.readings, m.refused, m.retries, m.days, m.unknownTenant, m.recompute,
-			m.agentStatus, m.failures, m.dirty, m.setAside, m.oldestDirty)
+			m.agentStatus, m.failures, m.dirty, m.setAside, m.oldestDirty, m.anomalies)
 	}
 	return m
 }
