@@ -121,7 +121,7 @@ func TestBridgeWritesEnvelopesEventsAndDeadLetters(t *testing.T) {
 	mistyped := strings.Replace(string(envelope(t, 400, 2)), `"seq":401`, `"seq":"401"`, 1)
 	v2 := strings.Replace(string(envelope(t, 500, 2)), `"version":1`, `"version":2`, 1)
 	nul := strings.Replace(string(envelope(t, 600, 2)), `"tag":"speed"`, `"tag":"spe\u0000ed"`, 1) // PostgreSQL's text cannot hold it
-	big := envelope(t, 1000, 1000) // over the 64 KiB limit
+	big := envelope(t, 1000, 1000)                                                                 // over the 64 KiB limit
 	other := schemas.Path{Tenant: "acme", Site: "lyon", Area: "pack", Line: "l1", Equipment: "capper-9"}
 	invalid := []struct {
 		topic   string
@@ -239,7 +239,9 @@ func TestConfigErrors(t *testing.T) {
 func TestBridgeCarriesAgentWillAndBirth(t *testing.T) {
 	mq := testkit.Mosquitto(t)
 	k := testkit.Kafka(t)
-	_, reg, stop := startBridge(t, bridge.Config{BrokerURL: mq.URL(), ClientID: "bridge-" + t.Name(), Group: "g1", KafkaBrokers: k.Brokers()})
+	// A group of its own: the broker may be shared with other tests, whose bridges'
+	// persistent sessions would take their share of the group's messages.
+	_, reg, stop := startBridge(t, bridge.Config{BrokerURL: mq.URL(), ClientID: "bridge-" + t.Name(), Group: "g-will", KafkaBrokers: k.Brokers()})
 	defer stop()
 
 	topic := schemas.StatusTopic("acme", "gw-1")
@@ -286,7 +288,7 @@ func TestBridgeCarriesAgentWillAndBirth(t *testing.T) {
 
 	// A bridge that subscribes anew gets the retained will again: old news, not
 	// forwarded. A status on another agent's topic is a dead letter.
-	_, _, stop2 := startBridge(t, bridge.Config{BrokerURL: mq.URL(), ClientID: "bridge2-" + t.Name(), Group: "g2", KafkaBrokers: k.Brokers(),
+	_, _, stop2 := startBridge(t, bridge.Config{BrokerURL: mq.URL(), ClientID: "bridge2-" + t.Name(), Group: "g-will2", KafkaBrokers: k.Brokers(),
 		Subscription: "plain"})
 	defer stop2()
 	publish(t, publisher(t, mq.URL()), schemas.StatusTopic("acme", "gw-2"), birth)

@@ -271,7 +271,9 @@ INSERT INTO work_center (tenant_id, line_id, code, name) SELECT tenant_id, id, '
 		q := fmt.Sprintf("/equipment/%s/oee?bucket=hour&from=%s&to=%s", e.equipment, e.start.Format(time.RFC3339), e.start.Add(e.length).Format(time.RFC3339))
 		served := func(what string, want func(a, p float64) bool) {
 			t.Helper()
-			var got struct{ Total struct{ Availability, Performance *float64 } }
+			var got struct {
+				Total struct{ Availability, Performance *float64 }
+			}
 			deadline := time.Now().Add(30 * time.Second)
 			for {
 				api("GET", q, "", &got)
