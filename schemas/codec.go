@@ -442,10 +442,17 @@ var (
 	maxTS = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
 )
 
+// MaxSeq is the largest seq: 2^63 - 1, what PostgreSQL's bigint (and Java's long,
+// for consumers in other languages) holds.
+const MaxSeq = math.MaxInt64
+
 func (s *Sample) validate(i int) error {
 	field := func(name string) string { return "samples[" + strconv.Itoa(i) + "]." + name }
 	if s.Seq == 0 {
 		return fieldErr(field("seq"), nil, "missing or 0 (seq starts at 1)")
+	}
+	if s.Seq > MaxSeq {
+		return fieldErr(field("seq"), s.Seq, "above %d, the largest seq a database's signed 64-bit integer keeps", uint64(MaxSeq))
 	}
 	if s.Tag == "" {
 		return fieldErr(field("tag"), nil, "missing or empty")

@@ -1,9 +1,12 @@
 package schemas
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 // Reason classifies why a message was refused. It is the dead-letter reason on
@@ -82,11 +85,62 @@ func fieldErr(field string, value any, format string, args ...any) *FieldError {
 }
 
 // DeadLetter is the JSON value of a record on KafkaDeadLetter: what was refused, why,
-// and where it came from. Payload holds the original bytes (base64 in JSON).
+// and where it came from. Payload holds the original bytes (base64 in JSON), cut to
+// a configured size so that a dead letter always fits the topic: PayloadBytes and
+// PayloadSHA256 are those of the original, whole, and Truncated says it was cut.
 type DeadLetter struct {
-	Reason     Reason    `json:"reason"`
-	Error      string    `json:"error"`
-	Source     string    `json:"source"` // "mqtt:<topic>" or "kafka:<topic>/<partition>@<offset>"
-	ReceivedAt time.Time `json:"received_at"`
-	Payload    []byte    `json:"payload"`
+	Reason        Reason    `json:"reason"`
+	Error         string    `json:"error"`
+	Source        string    `json:"source"` // "mqtt:<topic>" or "kafka:<topic>/<partition>@<offset>"
+	ReceivedAt    time.Time `json:"received_at"`
+	Payload       []byte    `json:"payload"`
+	PayloadBytes  int       `json:"payload_bytes"`
+	PayloadSHA256 string    `json:"payload_sha256"`
+	Truncated     bool      `json:"truncated,omitempty"`
+}
+
+// Bounds of a dead letter's parts besides the payload.
+const (
+	MaxDeadLetterError  = 4096 // bytes of the error text
+	MaxDeadLetterSource = 1024 // bytes of the source
+	// DefaultDeadLetterPayload is how much of a refused message a dead letter keeps.
+	DefaultDeadLetterPayload = 256 << 10
+)
+
+// NewDeadLetter builds a dead letter for payload refused for err, keeping at most
+// maxPayload bytes of it (DefaultDeadLetterPayload when maxPayload <= 0) and the
+// error and source cut to their bounds, so that its JSON never exceeds
+// DeadLetterBound(maxPayload).
+func NewDeadLetter(err error, source string, at time.Time, payload []byte, maxPayload int) DeadLetter {
+	if maxPayload <= 0 {
+		maxPayload = DefaultDeadLetterPayload
+	}
+	sum := sha256.Sum256(payload)
+	d := DeadLetter{Reason: ReasonOf(err), Error: cut(err.Error(), MaxDeadLetterError), Source: cut(source, MaxDeadLetterSource),
+		ReceivedAt: at.UTC(), Payload: payload, PayloadBytes: len(payload), PayloadSHA256: hex.EncodeToString(sum[:])}
+	if len(payload) > maxPayload {
+		d.Payload, d.Truncated = payload[:maxPayload], true
+	}
+	return d
+}
+
+// DeadLetterBound is the largest JSON a dead letter keeping maxPayload bytes of
+// payload encodes to: base64 of the payload, the error and source escaped at worst
+// six bytes a byte (\u00XX), and the fixed fields.
+func DeadLetterBound(maxPayload int) int {
+	if maxPayload <= 0 {
+		maxPayload = DefaultDeadLetterPayload
+	}
+	return (maxPayload+2)/3*4 + 6*(MaxDeadLetterError+MaxDeadLetterSource) + 512
+}
+
+// cut shortens s to at most n bytes on a rune boundary.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

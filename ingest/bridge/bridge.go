@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,7 +55,15 @@ type Config struct {
 	MaxBackoff   time.Duration // longest wait between Kafka write retries
 	Limits       schemas.Limits
 	DrainTimeout time.Duration // on shutdown, how long to flush what was received
+	// DeadLetterPayload is how much of a refused message its dead letter keeps (its
+	// size and SHA-256 are always kept); default schemas.DefaultDeadLetterPayload.
+	DeadLetterPayload int
 }
+
+// writerBytes is the largest record batch the bridge writes: one envelope at the
+// decode limit with its key and headers, and never less than Kafka's default
+// message.max.bytes. The topics' max.message.bytes must be at least this.
+func (c Config) writerBytes() int { return max(1<<20, c.Limits.MaxBytes+64<<10) }
 
 // Defaults fills the zero fields of c.
 func (c Config) Defaults() Config {
@@ -85,6 +94,9 @@ func (c Config) Defaults() Config {
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 30 * time.Second
 	}
+	if c.DeadLetterPayload <= 0 {
+		c.DeadLetterPayload = schemas.DefaultDeadLetterPayload
+	}
 	return c
 }
 
@@ -99,6 +111,9 @@ func (c Config) Validate() error {
 		return errors.New("kafka.brokers: missing")
 	case c.BatchSize > c.QueueSize:
 		return fmt.Errorf("bridge.batch_size = %d: larger than bridge.queue_size %d", c.BatchSize, c.QueueSize)
+	case schemas.DeadLetterBound(c.DeadLetterPayload)+schemas.MaxDeadLetterSource+1024 > c.writerBytes():
+		return fmt.Errorf("dead_letter.max_payload_bytes = %d: its dead letters (up to %d bytes) would not fit a Kafka write of %d bytes (max_message_bytes + 64 KiB)",
+			c.DeadLetterPayload, schemas.DeadLetterBound(c.DeadLetterPayload), c.writerBytes())
 	}
 	if _, err := codec(c.Compression); err != nil {
 		return err
@@ -180,7 +195,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Bridge, erro
 		BatchSize:    cfg.BatchSize * 2,
 		// Kafka refuses record batches above message.max.bytes (1 MiB by default);
 		// room for one envelope at the decode limit plus key and headers.
-		BatchBytes:   int64(max(1<<20, cfg.Limits.MaxBytes+64<<10)),
+		BatchBytes:   int64(cfg.writerBytes()),
 		MaxAttempts:  1, // retried here, with backoff and a metric
 		Compression:  compress.Compression(comp),
 		ReadTimeout:  10 * time.Second,
@@ -319,42 +334,116 @@ func (b *Bridge) collect(ctx context.Context, done <-chan struct{}) []mqtt.Messa
 	return batch
 }
 
-// process writes a batch to Kafka, retrying until it succeeds or ctx ends, then
-// acknowledges every message in it.
+// process writes a batch to Kafka, then acknowledges every message in it. Transient
+// failures are retried with backoff until ctx ends. When Kafka refuses a record for
+// what it is (too large for the topic, invalid), the batch is written message by
+// message and each refused one becomes a dead letter, bounded so that it fits: a
+// deterministic refusal is never retried, and never holds up the others.
 func (b *Bridge) process(ctx context.Context, batch []mqtt.Message) error {
+	per := make([][]kafka.Message, len(batch))
+	samples := make([]int, len(batch))
 	var records []kafka.Message
-	samples := 0
-	for _, msg := range batch {
-		recs, n := b.convert(msg)
-		records = append(records, recs...)
-		samples += n
+	for i, msg := range batch {
+		per[i], samples[i] = b.convert(msg)
+		records = append(records, per[i]...)
 	}
 	b.m.batchMessages.Observe(float64(len(batch)))
+	err := b.write(ctx, records)
+	if err != nil && deterministic(err) {
+		for i, msg := range batch {
+			err = b.write(ctx, per[i])
+			if err != nil && deterministic(err) {
+				refused := &schemas.DecodeError{Reason: schemas.ReasonTooLarge, Err: fmt.Errorf("Kafka refused the records of this message: %w", err)}
+				b.log.Warn("Kafka refused a message's records; dead-lettered", "topic", msg.Topic(), "bytes", len(msg.Payload()), "err", err)
+				per[i], samples[i] = []kafka.Message{b.deadLetter(msg, refused, b.cfg.DeadLetterPayload)}, 0
+				if err = b.write(ctx, per[i]); err != nil && deterministic(err) {
+					// Cannot happen (dead letters are bounded to fit): keep the digest only.
+					per[i] = []kafka.Message{b.deadLetter(msg, refused, 1)}
+					err = b.write(ctx, per[i])
+				}
+			}
+			if err != nil {
+				return err
+			}
+		}
+	} else if err != nil {
+		return err
+	}
+	for i, msg := range batch {
+		for _, r := range per[i] {
+			if r.Topic == schemas.KafkaDeadLetter {
+				b.m.deadLetters.WithLabelValues(string(headerOf(r, "takt-reason"))).Inc() // letters written, not attempts
+			}
+		}
+		b.m.samples.Add(float64(samples[i]))
+		msg.Ack()
+	}
+	b.m.messages.Add(float64(len(batch)))
+	return nil
+}
+
+// write writes records, retrying transient failures with exponential backoff and
+// jitter until ctx ends; it returns a deterministic refusal at once.
+func (b *Bridge) write(ctx context.Context, records []kafka.Message) error {
 	backoff := 50 * time.Millisecond
 	for len(records) > 0 {
 		start := time.Now()
 		err := b.writer.WriteMessages(ctx, records...)
 		if err == nil {
 			b.m.writeSeconds.Observe(time.Since(start).Seconds())
-			break
+			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if deterministic(err) {
+			return err
+		}
 		b.m.retries.Inc()
-		b.log.Warn("Kafka write failed; retrying", "records", len(records), "backoff", backoff, "err", err)
+		wait := backoff/2 + rand.N(backoff/2+1)
+		b.log.Warn("Kafka write failed; retrying", "records", len(records), "backoff", wait, "err", err)
 		select {
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 		backoff = min(backoff*2, b.cfg.MaxBackoff)
 	}
-	for _, msg := range batch {
-		msg.Ack()
+	return nil
+}
+
+// deterministic reports whether Kafka refused a record for what it is, which no
+// retry changes: larger than the writer or the topic allows, or invalid.
+func deterministic(err error) bool {
+	var tooLarge kafka.MessageTooLargeError
+	if errors.As(err, &tooLarge) {
+		return true
 	}
-	b.m.messages.Add(float64(len(batch)))
-	b.m.samples.Add(float64(samples))
+	var we kafka.WriteErrors
+	if errors.As(err, &we) {
+		for _, e := range we {
+			if e != nil && deterministic(e) {
+				return true
+			}
+		}
+		return false
+	}
+	var ke kafka.Error
+	if errors.As(err, &ke) {
+		switch ke {
+		case kafka.MessageSizeTooLarge, kafka.RecordListTooLarge, kafka.InvalidRecord:
+			return true
+		}
+	}
+	return false
+}
+
+func headerOf(m kafka.Message, key string) []byte {
+	for _, h := range m.Headers {
+		if h.Key == key {
+			return h.Value
+		}
+	}
 	return nil
 }
 
@@ -376,14 +465,14 @@ func (b *Bridge) convert(msg mqtt.Message) ([]kafka.Message, int) {
 		}
 	}
 	if err != nil {
-		return []kafka.Message{b.deadLetter(msg, err)}, 0
+		return []kafka.Message{b.deadLetter(msg, err, b.cfg.DeadLetterPayload)}, 0
 	}
 	key := env.Path().Key()
 	recs := []kafka.Message{{Topic: schemas.KafkaSamples, Key: key, Value: payload}}
 	if events := eventsOf(env); events != nil {
 		value, err := schemas.Encode(events)
 		if err != nil { // cannot happen: a subset of a valid envelope is valid
-			return []kafka.Message{b.deadLetter(msg, &schemas.DecodeError{Reason: schemas.ReasonInvalid, Err: err})}, 0
+			return []kafka.Message{b.deadLetter(msg, &schemas.DecodeError{Reason: schemas.ReasonInvalid, Err: err}, b.cfg.DeadLetterPayload)}, 0
 		}
 		recs = append(recs, kafka.Message{Topic: schemas.KafkaEvents, Key: key, Value: value})
 	}
@@ -411,7 +500,7 @@ func (b *Bridge) convertStatus(msg mqtt.Message) []kafka.Message {
 		st.Tenant = tenant
 	}
 	if err != nil {
-		return []kafka.Message{b.deadLetter(msg, err)}
+		return []kafka.Message{b.deadLetter(msg, err, b.cfg.DeadLetterPayload)}
 	}
 	st.ReceivedAt = b.now().UTC()
 	value, _ := json.Marshal(st)
@@ -440,14 +529,16 @@ func eventsOf(env *schemas.Envelope) *schemas.Envelope {
 	return &ev
 }
 
-func (b *Bridge) deadLetter(msg mqtt.Message, err error) kafka.Message {
-	reason := schemas.ReasonOf(err)
-	b.m.deadLetters.WithLabelValues(string(reason)).Inc()
-	b.log.Warn("dead letter", "topic", msg.Topic(), "reason", reason, "err", err, "bytes", len(msg.Payload()))
-	value, _ := json.Marshal(schemas.DeadLetter{
-		Reason: reason, Error: err.Error(), Source: "mqtt:" + msg.Topic(),
-		ReceivedAt: b.now().UTC(), Payload: msg.Payload(),
-	})
-	return kafka.Message{Topic: schemas.KafkaDeadLetter, Key: []byte(msg.Topic()), Value: value,
-		Headers: []kafka.Header{{Key: "takt-reason", Value: []byte(reason)}, {Key: "takt-mqtt-message-id", Value: []byte(strconv.Itoa(int(msg.MessageID())))}}}
+// deadLetter builds the dead letter of msg, keeping at most keep bytes of it. It is
+// counted when written.
+func (b *Bridge) deadLetter(msg mqtt.Message, err error, keep int) kafka.Message {
+	dl := schemas.NewDeadLetter(err, "mqtt:"+msg.Topic(), b.now(), msg.Payload(), keep)
+	b.log.Warn("dead letter", "topic", dl.Source, "reason", dl.Reason, "err", dl.Error, "bytes", dl.PayloadBytes)
+	value, _ := json.Marshal(dl)
+	key := []byte(msg.Topic())
+	if len(key) > schemas.MaxDeadLetterSource {
+		key = key[:schemas.MaxDeadLetterSource]
+	}
+	return kafka.Message{Topic: schemas.KafkaDeadLetter, Key: key, Value: value,
+		Headers: []kafka.Header{{Key: "takt-reason", Value: []byte(dl.Reason)}, {Key: "takt-mqtt-message-id", Value: []byte(strconv.Itoa(int(msg.MessageID())))}}}
 }

@@ -2,6 +2,8 @@ package bridge_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -221,6 +223,7 @@ func TestConfigErrors(t *testing.T) {
 		{func(c *bridge.Config) { c.QueueSize, c.BatchSize = 10, 20 }, "bridge.batch_size = 20"},
 		{func(c *bridge.Config) { c.Subscription = "exclusive" }, `bridge.subscription = "exclusive"`},
 		{func(c *bridge.Config) { c.Topics = []string{"plant/#"} }, `bridge.topics[0] = "plant/#"`},
+		{func(c *bridge.Config) { c.DeadLetterPayload = 2 << 20 }, `dead_letter.max_payload_bytes = 2097152`},
 		{func(c *bridge.Config) { c.Group = "a/b" }, `bridge.group = "a/b"`},
 	}
 	for _, c := range cases {
@@ -315,5 +318,37 @@ func TestBridgeCarriesAgentWillAndBirth(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("takt_bridge_agent_status_total{state=offline} is not 1")
+	}
+}
+
+// A refused message over 1 MiB (the default limit) becomes a dead letter that fits
+// Kafka: its payload cut, its size and SHA-256 kept. The bridge moves on.
+func TestBridgeDeadLettersAnOversizedMessage(t *testing.T) {
+	mq := testkit.Mosquitto(t)
+	k := testkit.Kafka(t)
+	_, reg, stop := startBridge(t, bridge.Config{BrokerURL: mq.URL(), ClientID: "bridge-" + t.Name(), Group: "g-big", KafkaBrokers: k.Brokers()})
+	defer stop()
+	pub := publisher(t, mq.URL())
+	big := []byte(strings.Repeat("x", 3<<19)) // 1.5 MiB: base64, 2 MiB
+	publish(t, pub, path.Topic(), big)
+	valid := envelope(t, 1, 10)
+	publish(t, pub, path.Topic(), valid)
+
+	got := readTopic(t, k.Brokers(), schemas.KafkaSamples, 1)
+	if string(got[0].Value) != string(valid) {
+		t.Fatal("the valid envelope after the oversized one did not get through")
+	}
+	dead := readTopic(t, k.Brokers(), schemas.KafkaDeadLetter, 1)
+	var dl schemas.DeadLetter
+	if err := json.Unmarshal(dead[0].Value, &dl); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(big)
+	if dl.Reason != schemas.ReasonTooLarge || !dl.Truncated || dl.PayloadBytes != len(big) || dl.PayloadSHA256 != hex.EncodeToString(sum[:]) ||
+		len(dl.Payload) != schemas.DefaultDeadLetterPayload || len(dead[0].Value) > schemas.DeadLetterBound(schemas.DefaultDeadLetterPayload) {
+		t.Fatalf("dead letter: reason %s truncated %v, %d of %d bytes, %d bytes of JSON", dl.Reason, dl.Truncated, len(dl.Payload), dl.PayloadBytes, len(dead[0].Value))
+	}
+	if v := testutil.ToFloat64(mustVec(t, reg, "takt_bridge_dead_letters_total", string(schemas.ReasonTooLarge))); v != 1 {
+		t.Fatalf("takt_bridge_dead_letters_total{reason=too_large} = %v", v)
 	}
 }

@@ -47,6 +47,9 @@ type Config struct {
 	MaxBackoff    time.Duration // longest wait between retries
 	DrainTimeout  time.Duration // on shutdown, how long to commit the batch held
 	Limits        schemas.Limits
+	// DeadLetterPayload is how much of a refused record its dead letter keeps (its
+	// size and SHA-256 are always kept); default schemas.DefaultDeadLetterPayload.
+	DeadLetterPayload int
 }
 
 // Defaults fills the zero fields of c.
@@ -74,6 +77,9 @@ func (c Config) Defaults() Config {
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 30 * time.Second
+	}
+	if c.DeadLetterPayload <= 0 {
+		c.DeadLetterPayload = schemas.DefaultDeadLetterPayload
 	}
 	return c
 }
@@ -113,6 +119,10 @@ func New(cfg Config, pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Regist
 		dlq: &kafka.Writer{
 			Addr: kafka.TCP(cfg.KafkaBrokers...), Topic: schemas.KafkaDeadLetter, Balancer: &kafka.Hash{},
 			RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond, MaxAttempts: 1,
+			// Room for a dead letter at its bound, key and headers (Kafka's default
+			// message.max.bytes is 1 MiB; a dead letter keeps at most
+			// DeadLetterPayload of the record, so it always fits).
+			BatchBytes: int64(max(1<<20, schemas.DeadLetterBound(cfg.DeadLetterPayload)+8<<10)),
 		},
 	}, nil
 }
@@ -437,8 +447,25 @@ func (s *Sink) commitOneByOne(ctx context.Context, partition int, batch []item) 
 // them, then stores the next offset and commits.
 func (s *Sink) finish(ctx context.Context, tx pgx.Tx, partition int, batch []item, dead []kafka.Message) error {
 	if len(dead) > 0 {
-		if err := s.dlq.WriteMessages(ctx, dead...); err != nil {
+		err := s.dlq.WriteMessages(ctx, dead...)
+		var tooLarge kafka.MessageTooLargeError
+		if errors.As(err, &tooLarge) || errors.Is(err, kafka.MessageSizeTooLarge) {
+			// The dead-letter topic takes less than the writer: keep the digests only.
+			s.log.Warn("dead letters refused as too large by Kafka; writing them without their payloads", "err", err)
+			for i := range dead {
+				dead[i].Value = withoutPayload(dead[i].Value)
+			}
+			err = s.dlq.WriteMessages(ctx, dead...)
+		}
+		if err != nil {
 			return fmt.Errorf("dead-letter write: %w", err)
+		}
+		for _, d := range dead {
+			for _, h := range d.Headers {
+				if h.Key == "takt-reason" {
+					s.m.deadLetters.WithLabelValues(string(h.Value)).Inc() // letters written, not attempts
+				}
+			}
 		}
 	}
 	_, err := tx.Exec(ctx, `INSERT INTO sink_offset (consumer_group, topic, partition, next_offset, updated_at)
@@ -505,14 +532,26 @@ func isDataError(err error) bool {
 	return errors.As(err, &pg) && len(pg.Code) == 5 && (pg.Code[:2] == "22" || pg.Code[:2] == "23")
 }
 
+// deadLetter builds the dead letter of a record, bounded in size; it is counted when
+// written.
 func (s *Sink) deadLetter(msg kafka.Message, err error) kafka.Message {
-	reason := schemas.ReasonOf(err)
-	s.m.deadLetters.WithLabelValues(string(reason)).Inc()
-	s.log.Warn("dead letter", "partition", msg.Partition, "offset", msg.Offset, "reason", reason, "err", err)
-	value, _ := json.Marshal(schemas.DeadLetter{
-		Reason: reason, Error: err.Error(),
-		Source:     fmt.Sprintf("kafka:%s/%d@%d", msg.Topic, msg.Partition, msg.Offset),
-		ReceivedAt: s.now().UTC(), Payload: msg.Value,
-	})
-	return kafka.Message{Key: msg.Key, Value: value, Headers: []kafka.Header{{Key: "takt-reason", Value: []byte(reason)}}}
+	dl := schemas.NewDeadLetter(err, fmt.Sprintf("kafka:%s/%d@%d", msg.Topic, msg.Partition, msg.Offset), s.now(), msg.Value, s.cfg.DeadLetterPayload)
+	s.log.Warn("dead letter", "partition", msg.Partition, "offset", msg.Offset, "reason", dl.Reason, "err", dl.Error, "bytes", dl.PayloadBytes)
+	value, _ := json.Marshal(dl)
+	key := msg.Key
+	if len(key) > schemas.MaxDeadLetterSource {
+		key = key[:schemas.MaxDeadLetterSource]
+	}
+	return kafka.Message{Key: key, Value: value, Headers: []kafka.Header{{Key: "takt-reason", Value: []byte(dl.Reason)}}}
+}
+
+// withoutPayload drops a dead letter's payload, keeping its size and digest.
+func withoutPayload(value []byte) []byte {
+	var dl schemas.DeadLetter
+	if json.Unmarshal(value, &dl) != nil {
+		return value
+	}
+	dl.Payload, dl.Truncated = nil, true
+	b, _ := json.Marshal(dl)
+	return b
 }

@@ -2,11 +2,14 @@ package sink_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,6 +67,27 @@ func produce(t *testing.T, brokers []string, values ...[]byte) {
 type running struct {
 	cancel context.CancelFunc
 	done   chan error
+	reg    *prometheus.Registry
+}
+
+// deadLetters reads the sink's takt_sink_dead_letters_total{reason}.
+func (r *running) deadLetters(t *testing.T, reason schemas.Reason) float64 {
+	t.Helper()
+	mfs, err := r.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "takt_sink_dead_letters_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if m.GetLabel()[0].GetValue() == string(reason) {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
 
 func start(t *testing.T, pool *pgxpool.Pool, brokers []string, cfg sink.Config) *running {
@@ -77,12 +101,13 @@ func start2(t testing.TB, pool *pgxpool.Pool, brokers []string, cfg sink.Config)
 	if cfg.Linger == 0 {
 		cfg.Linger = 20 * time.Millisecond
 	}
-	s, err := sink.New(cfg, pool, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	reg := prometheus.NewRegistry()
+	s, err := sink.New(cfg, pool, slog.New(slog.NewTextHandler(io.Discard, nil)), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{cancel: cancel, done: make(chan error, 1)}
+	r := &running{cancel: cancel, done: make(chan error, 1), reg: reg}
 	go func() { r.done <- s.Run(ctx) }()
 	t.Cleanup(r.stop)
 	return r
@@ -192,16 +217,27 @@ func TestRefusedRecordsGoToDeadLetters(t *testing.T) {
 	k := testkit.Kafka(t)
 	pool := testkit.NewDatabase(t).Pool(t)
 	envs := envelopes(t, "gw1", 3, 10)
-	// Valid for the contract, refused by the database: seq beyond bigint.
-	huge := schemas.Envelope{Version: 1, Tenant: "acme", Site: "s", Area: "a", Line: "l", Equipment: "eq-0", Agent: "gw2",
-		Samples: []schemas.Sample{{Seq: 1 << 63, Tag: "t", Role: schemas.RoleMeasurement, TS: time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC),
-			Kind: schemas.NumberValue, Value: 1, Quality: schemas.QualityGood}}}
+	// Valid for the contract, refused by the database (a text with a NUL, which
+	// PostgreSQL's text cannot hold), and large: 200 texts of 4 KB, about 830 kB,
+	// so that its dead letter, whole and base64-encoded, would not fit a Kafka write.
+	huge := schemas.Envelope{Version: 1, Tenant: "acme", Site: "s", Area: "a", Line: "l", Equipment: "eq-0", Agent: "gw2"}
+	for i := range 200 {
+		text := strings.Repeat("x", 4000)
+		if i == 150 {
+			text = "nul\x00" + text[5:]
+		}
+		huge.Samples = append(huge.Samples, schemas.Sample{Seq: uint64(i + 1), Tag: "lot", Role: schemas.RoleMeasurement,
+			TS: time.Date(2026, 11, 25, 0, 0, i, 0, time.UTC), Kind: schemas.TextValue, Text: text, Quality: schemas.QualityGood})
+	}
 	hugeBytes, err := schemas.Encode(&huge)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(hugeBytes) < 800_000 {
+		t.Fatalf("the envelope is %d bytes", len(hugeBytes))
+	}
 	produce(t, k.Brokers(), envs[0], []byte(`{"tenant":"acme","equipment":"eq-0","this":"is not an envelope"}`), hugeBytes, envs[1], envs[2])
-	start(t, pool, k.Brokers(), sink.Config{Group: "g"})
+	sk := start(t, pool, k.Brokers(), sink.Config{Group: "g"})
 	waitRows(t, pool, 30)
 
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: k.Brokers(), GroupID: "check", Topic: schemas.KafkaDeadLetter,
@@ -220,8 +256,21 @@ func TestRefusedRecordsGoToDeadLetters(t *testing.T) {
 			t.Fatal(err)
 		}
 		reasons[dl.Reason] = true
+		if dl.Reason == schemas.ReasonRejectedByDatabase {
+			sum := sha256.Sum256(hugeBytes)
+			if !dl.Truncated || dl.PayloadBytes != len(hugeBytes) || dl.PayloadSHA256 != hex.EncodeToString(sum[:]) ||
+				len(dl.Payload) != schemas.DefaultDeadLetterPayload || string(dl.Payload) != string(hugeBytes[:len(dl.Payload)]) {
+				t.Fatalf("dead letter of the large envelope: truncated %v, %d bytes of %d, sha256 %s", dl.Truncated, len(dl.Payload), dl.PayloadBytes, dl.PayloadSHA256)
+			}
+		}
 	}
 	if !reasons[schemas.ReasonMalformed] || !reasons[schemas.ReasonRejectedByDatabase] {
 		t.Fatalf("dead-letter reasons %v, want malformed and rejected_by_database", reasons)
+	}
+	// The metrics count letters, not attempts.
+	for reason, want := range map[schemas.Reason]float64{schemas.ReasonMalformed: 1, schemas.ReasonRejectedByDatabase: 1} {
+		if got := sk.deadLetters(t, reason); got != want {
+			t.Errorf("takt_sink_dead_letters_total{reason=%q} = %v, want %v", reason, got, want)
+		}
 	}
 }

@@ -55,7 +55,10 @@ type Config struct {
 		Compression string   `yaml:"compression"`
 	} `yaml:"kafka"`
 	MaxMessageBytes int `yaml:"max_message_bytes"`
-	Bridge          struct {
+	DeadLetter      struct {
+		MaxPayloadBytes int `yaml:"max_payload_bytes"`
+	} `yaml:"dead_letter"`
+	Bridge struct {
 		MQTTURL      string        `yaml:"mqtt_url"`
 		ClientID     string        `yaml:"client_id"`
 		Group        string        `yaml:"group"`
@@ -93,6 +96,9 @@ func loadConfig(file string, getenv func(string) string) (*Config, error) {
 	if v := getenv("TAKT_HTTP_ADDR"); v != "" {
 		cfg.HTTPAddr = v
 	}
+	if cfg.DeadLetter.MaxPayloadBytes < 0 {
+		return nil, fmt.Errorf("dead_letter.max_payload_bytes = %d: want 1 or more (0 for the default %d)", cfg.DeadLetter.MaxPayloadBytes, schemas.DefaultDeadLetterPayload)
+	}
 	if cfg.MaxMessageBytes < 0 || cfg.MaxMessageBytes > 64<<20 {
 		return nil, fmt.Errorf("max_message_bytes = %d: want 1 to %d (0 for the default %d)", cfg.MaxMessageBytes, 64<<20, schemas.DefaultLimits.MaxBytes)
 	}
@@ -110,12 +116,13 @@ func (c *Config) bridgeConfig() bridge.Config {
 		Username: c.Bridge.Username, Password: c.Bridge.Password,
 		KafkaBrokers: c.Kafka.Brokers, Compression: c.Kafka.Compression,
 		QueueSize: c.Bridge.QueueSize, BatchSize: c.Bridge.BatchSize, Linger: c.Bridge.Linger, Limits: c.limits(),
+		DeadLetterPayload: c.DeadLetter.MaxPayloadBytes,
 	}
 }
 
 func (c *Config) sinkConfig() sink.Config {
 	return sink.Config{KafkaBrokers: c.Kafka.Brokers, Group: c.Sink.Group, BatchRows: c.Sink.BatchRows,
-		Linger: c.Sink.Linger, Limits: c.limits()}
+		Linger: c.Sink.Linger, Limits: c.limits(), DeadLetterPayload: c.DeadLetter.MaxPayloadBytes}
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
