@@ -291,7 +291,7 @@ func (s *Store) setAside(ctx context.Context, d Day, cause error) error {
 // Failures lists the days set aside, oldest first (as the owner: every tenant; in a
 // tenant's transaction: that tenant's).
 func Failures(ctx context.Context, q Querier, limit int) ([]Failure, error) {
-	rows, err := q.Query(ctx, `SELECT tenant_id, equipment, day, attempts, coalesce(last_error, ''), not_before
+	rows, err := q.Query(ctx, `SELECT tenant_id, equipment, day, attempts, coalesce(last_error, ''), greatest(not_before, marked_at)
 		FROM oee_dirty WHERE attempts > 0 ORDER BY marked_at LIMIT $1`, limit)
 	if err != nil {
 		return nil, err

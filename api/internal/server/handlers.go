@@ -249,6 +249,28 @@ func (s *Server) listEquipment(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"equipment": out})
 }
 
+// getEquipment answers one equipment.
+func (s *Server) getEquipment(w http.ResponseWriter, r *http.Request) {
+	code := r.PathValue("code")
+	var out Equipment
+	err := s.inTenant(r.Context(), false, func(tx pgx.Tx) error {
+		rows, err := tx.Query(r.Context(), equipmentSQL+` WHERE e.code = $1`, code)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectOneRow(rows, scanEquipment)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return notFound(fmt.Sprintf("equipment %q", code))
+		}
+		return err
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
 // patchEquipment changes what OEE needs of an equipment, and audits the change.
 func (s *Server) patchEquipment(w http.ResponseWriter, r *http.Request) {
 	var body struct {

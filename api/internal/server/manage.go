@@ -314,6 +314,9 @@ func (s *Server) createShift(w http.ResponseWriter, r *http.Request) {
 	if len(in.Weekdays) == 0 {
 		in.Weekdays = []int{1, 2, 3, 4, 5}
 	}
+	if in.Breaks == nil {
+		in.Breaks = []ShiftBreak{}
+	}
 	for _, d := range in.Weekdays {
 		if d < 1 || d > 7 {
 			s.fail(w, r, badParam("weekdays", "%d: want 1 (Monday) to 7 (Sunday)", d))

@@ -43,6 +43,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/equipment/{code}/planned-stops", s.auth(s.listPlannedStops))
 	mux.HandleFunc("POST /api/v1/equipment/{code}/planned-stops", s.auth(s.createPlannedStop))
 	mux.HandleFunc("GET /api/v1/equipment", s.auth(s.listEquipment))
+	mux.HandleFunc("GET /api/v1/equipment/{code}", s.auth(s.getEquipment))
 	mux.HandleFunc("PATCH /api/v1/equipment/{code}", s.auth(s.patchEquipment))
 	mux.HandleFunc("GET /api/v1/equipment/{code}/oee", s.auth(s.oee("equipment")))
 	mux.HandleFunc("GET /api/v1/lines/{code}/oee", s.auth(s.oee("line")))
