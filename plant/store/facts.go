@@ -248,3 +248,16 @@ func Maintenance(ctx context.Context, q Querier, equipment string, from, to time
 	}
 	return pgx.CollectRows(rows, pgx.RowToStructByPos[MaintenanceEvent])
 }
+
+// MarkProductRuns marks the days of every run of a product for recomputation (its
+// ideal cycle time changed). It returns how many equipment-days were marked.
+func MarkProductRuns(ctx context.Context, q Querier, product string) (int64, error) {
+	tag, err := q.Exec(ctx, `INSERT INTO oee_dirty (tenant_id, equipment, day)
+		SELECT DISTINCT e.tenant_id, e.code, d::date FROM production_run r JOIN product p ON p.id = r.product_id
+		JOIN equipment e ON e.id = r.equipment_id
+		CROSS JOIN LATERAL generate_series(date_trunc('day', r.start_time AT TIME ZONE 'UTC'),
+			date_trunc('day', coalesce(r.end_time, now()) AT TIME ZONE 'UTC'), interval '1 day') AS d
+		WHERE p.code = $1
+		ON CONFLICT (tenant_id, equipment, day) DO UPDATE SET marked_at = now(), attempts = 0, not_before = '-infinity'`, product)
+	return tag.RowsAffected(), err
+}

@@ -126,8 +126,8 @@ type OEEResponse struct {
 }
 
 // equipmentCodes returns the equipment codes of a scope.
-func equipmentCodes(ctx context.Context, tx pgx.Tx, scope, code string) ([]string, error) {
-	rows, err := tx.Query(ctx, equipmentOf[scope], code)
+func equipmentCodes(ctx context.Context, tx pgx.Tx, scope, code, site string) ([]string, error) {
+	rows, err := tx.Query(ctx, equipmentOf[scope], code, site)
 	if err != nil {
 		return nil, err
 	}
@@ -136,25 +136,33 @@ func equipmentCodes(ctx context.Context, tx pgx.Tx, scope, code string) ([]strin
 
 // equipmentOf is the SQL that selects the equipment codes of a scope.
 var equipmentOf = map[string]string{
-	"equipment": `SELECT code FROM equipment WHERE code = $1`,
+	"equipment": `SELECT code FROM equipment WHERE code = $1 AND $2 = $2`,
 	"line": `SELECT e.code FROM equipment e JOIN work_center w ON w.id = e.work_center_id JOIN line l ON l.id = w.line_id
-		WHERE l.code = $1`,
+		JOIN area a ON a.id = l.area_id JOIN site s ON s.id = a.site_id WHERE l.code = $1 AND ($2 = '' OR s.code = $2)`,
 	"site": `SELECT e.code FROM equipment e JOIN work_center w ON w.id = e.work_center_id JOIN line l ON l.id = w.line_id
-		JOIN area a ON a.id = l.area_id JOIN site s ON s.id = a.site_id WHERE s.code = $1`,
+		JOIN area a ON a.id = l.area_id JOIN site s ON s.id = a.site_id WHERE s.code = $1 AND $2 = $2`,
 }
 
 func scopeExists(ctx context.Context, tx pgx.Tx, scope, code string) error {
+	return scopeIn(ctx, tx, scope, code, "")
+}
+
+// scopeIn checks that code names exactly one equipment, line (within site, when
+// given: sites may share line codes) or site.
+func scopeIn(ctx context.Context, tx pgx.Tx, scope, code, site string) error {
 	var n int
-	q := map[string]string{"equipment": `SELECT count(*) FROM equipment WHERE code = $1`,
-		"line": `SELECT count(*) FROM line WHERE code = $1`, "site": `SELECT count(*) FROM site WHERE code = $1`}[scope]
-	if err := tx.QueryRow(ctx, q, code).Scan(&n); err != nil {
+	q := map[string]string{"equipment": `SELECT count(*) FROM equipment WHERE code = $1 AND $2 = $2`,
+		"line": `SELECT count(*) FROM line l JOIN area a ON a.id = l.area_id JOIN site s ON s.id = a.site_id
+			WHERE l.code = $1 AND ($2 = '' OR s.code = $2)`,
+		"site": `SELECT count(*) FROM site WHERE code = $1 AND $2 = $2`}[scope]
+	if err := tx.QueryRow(ctx, q, code, site).Scan(&n); err != nil {
 		return err
 	}
 	switch {
 	case n == 0:
 		return notFound(fmt.Sprintf("%s %q", scope, code))
 	case n > 1:
-		return &apiError{http.StatusConflict, "ambiguous", fmt.Sprintf("%d %ss have the code %q", n, scope, code)}
+		return &apiError{http.StatusConflict, "ambiguous", fmt.Sprintf("%d %ss have the code %q: name the site (?site=)", n, scope, code)}
 	}
 	return nil
 }
@@ -171,14 +179,14 @@ func (s *Server) oee(scope string) http.HandlerFunc {
 			s.fail(w, r, err)
 			return
 		}
-		code := r.PathValue("code")
+		code, site := r.PathValue("code"), r.URL.Query().Get("site")
 		resp := OEEResponse{Scope: scope, Code: code, Bucket: bucket, From: from.UTC(), To: to.UTC(), Buckets: []Figures{}}
 		var all []oee.Result
 		err = s.inTenant(r.Context(), false, func(tx pgx.Tx) error {
-			if err := scopeExists(r.Context(), tx, scope, code); err != nil {
+			if err := scopeIn(r.Context(), tx, scope, code, site); err != nil {
 				return err
 			}
-			codes, err := equipmentCodes(r.Context(), tx, scope, code)
+			codes, err := equipmentCodes(r.Context(), tx, scope, code, site)
 			if err != nil {
 				return err
 			}

@@ -195,6 +195,7 @@ func (s *Server) createLine(w http.ResponseWriter, r *http.Request) {
 type NewEquipment struct {
 	Code               string   `json:"code"`
 	Name               string   `json:"name"`
+	Site               string   `json:"site,omitempty"` // the line's site; needed when sites share line codes
 	Line               string   `json:"line"`
 	WorkCenter         string   `json:"work_center"`
 	IdealCycleTimeS    *float64 `json:"ideal_cycle_time_s"`
@@ -216,18 +217,204 @@ func (s *Server) createEquipment(w http.ResponseWriter, r *http.Request) {
 	}
 	s.change(w, r, "equipment", "insert", http.StatusCreated, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
 		p := ctx.Value(principalKey).(principal)
-		var lineID int64
-		if err := tx.QueryRow(ctx, `SELECT id FROM line WHERE code = $1`, in.Line).Scan(&lineID); errors.Is(err, pgx.ErrNoRows) {
-			return "", nil, nil, badParam("line", "%q does not exist", in.Line)
-		} else if err != nil {
+		lineID, err := lineOf(ctx, tx, in.Site, in.Line)
+		if err != nil {
 			return "", nil, nil, err
 		}
-		_, err := tx.Exec(ctx, `WITH w AS (
+		_, err = tx.Exec(ctx, `WITH w AS (
 				INSERT INTO work_center (tenant_id, line_id, code, name) VALUES ($1, $2, $3, $3)
 				ON CONFLICT (tenant_id, line_id, code) DO UPDATE SET code = EXCLUDED.code RETURNING id)
 			INSERT INTO equipment (tenant_id, work_center_id, code, name, ideal_cycle_time_s, micro_stop_threshold_s)
 			SELECT $1, id, $4, $5, $6, $7 FROM w`, p.tenant, lineID, in.WorkCenter, in.Code, in.Name, in.IdealCycleTimeS, in.MicroStopThreshold)
 		return in.Code, nil, in, err
+	})
+}
+
+// lineOf resolves a line code within its site: a line code alone must name one line,
+// since sites may share line codes.
+func lineOf(ctx context.Context, tx pgx.Tx, site, line string) (int64, error) {
+	rows, err := tx.Query(ctx, `SELECT l.id, s.code FROM line l JOIN area a ON a.id = l.area_id JOIN site s ON s.id = a.site_id
+		WHERE l.code = $1 AND ($2 = '' OR s.code = $2)`, line, site)
+	if err != nil {
+		return 0, err
+	}
+	type hit struct {
+		id   int64
+		site string
+	}
+	hits, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (hit, error) {
+		var h hit
+		err := row.Scan(&h.id, &h.site)
+		return h, err
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case len(hits) == 0 && site != "":
+		return 0, badParam("line", "%q does not exist at site %q", line, site)
+	case len(hits) == 0:
+		return 0, badParam("line", "%q does not exist", line)
+	case len(hits) > 1:
+		var sites []string
+		for _, h := range hits {
+			sites = append(sites, h.site)
+		}
+		return 0, &apiError{http.StatusConflict, "ambiguous", fmt.Sprintf("line %q exists at sites %v: name the site (\"site\")", line, sites)}
+	}
+	return hits[0].id, nil
+}
+
+// patchLine renames a line (?site= when sites share its code).
+func (s *Server) patchLine(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Name string `json:"name"`
+	}
+	if err := decodeBody(r, &in); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if in.Name == "" {
+		s.fail(w, r, badParam("name", "missing"))
+		return
+	}
+	code, site := r.PathValue("code"), r.URL.Query().Get("site")
+	s.change(w, r, "line", "update", http.StatusOK, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
+		id, err := lineOf(ctx, tx, site, code)
+		if err != nil {
+			return "", nil, nil, notFoundOr(err)
+		}
+		var before Line
+		if err := tx.QueryRow(ctx, `SELECT s.code, a.code, l.code, l.name FROM line l JOIN area a ON a.id = l.area_id JOIN site s ON s.id = a.site_id
+			WHERE l.id = $1`, id).Scan(&before.Site, &before.Area, &before.Code, &before.Name); err != nil {
+			return "", nil, nil, err
+		}
+		after := before
+		after.Name = in.Name
+		_, err = tx.Exec(ctx, `UPDATE line SET name = $2 WHERE id = $1`, id, in.Name)
+		return code, before, after, err
+	})
+}
+
+// deleteLine removes a line without equipment.
+func (s *Server) deleteLine(w http.ResponseWriter, r *http.Request) {
+	code, site := r.PathValue("code"), r.URL.Query().Get("site")
+	s.change(w, r, "line", "delete", http.StatusOK, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
+		id, err := lineOf(ctx, tx, site, code)
+		if err != nil {
+			return "", nil, nil, notFoundOr(err)
+		}
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM equipment e JOIN work_center w ON w.id = e.work_center_id WHERE w.line_id = $1`, id).Scan(&n); err != nil {
+			return "", nil, nil, err
+		}
+		if n > 0 {
+			return "", nil, nil, &apiError{http.StatusConflict, "in_use", fmt.Sprintf("line %q has %d equipment: delete or move them first", code, n)}
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM work_center WHERE line_id = $1`, id); err != nil {
+			return "", nil, nil, err
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM line WHERE id = $1`, id)
+		return code, map[string]string{"code": code, "site": site}, nil, err
+	})
+}
+
+// notFoundOr turns "does not exist" parameter errors of path lookups into 404s.
+func notFoundOr(err error) error {
+	var ae *apiError
+	if errors.As(err, &ae) && ae.status == http.StatusBadRequest {
+		return &apiError{http.StatusNotFound, "not_found", ae.message}
+	}
+	return err
+}
+
+// deleteEquipment removes an equipment that has no production runs, stops or events
+// recorded against it (its telemetry and windows stay, keyed by its code).
+func (s *Server) deleteEquipment(w http.ResponseWriter, r *http.Request) {
+	code := r.PathValue("code")
+	s.change(w, r, "equipment", "delete", http.StatusOK, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
+		rows, err := tx.Query(ctx, equipmentSQL+` WHERE e.code = $1 FOR UPDATE OF e`, code)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		before, err := pgx.CollectOneRow(rows, scanEquipment)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return "", nil, nil, notFound(fmt.Sprintf("equipment %q", code))
+		}
+		if err != nil {
+			return "", nil, nil, err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM equipment WHERE code = $1`, code); err != nil {
+			if isFK(err) {
+				return "", nil, nil, &apiError{http.StatusConflict, "in_use", fmt.Sprintf("equipment %q has production runs, planned stops, downtime or maintenance recorded: delete them first", code)}
+			}
+			return "", nil, nil, err
+		}
+		return code, before, nil, nil
+	})
+}
+
+func isFK(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && pg.Code == "23503"
+}
+
+// patchProduct renames a product or changes its ideal cycle time; the days its runs
+// touched are recomputed.
+func (s *Server) patchProduct(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Name            *string  `json:"name"`
+		IdealCycleTimeS *float64 `json:"ideal_cycle_time_s"`
+	}
+	if err := decodeBody(r, &in); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if in.IdealCycleTimeS != nil && !(*in.IdealCycleTimeS > 0) {
+		s.fail(w, r, badParam("ideal_cycle_time_s", "%v: must be more than 0", *in.IdealCycleTimeS))
+		return
+	}
+	code := r.PathValue("code")
+	s.change(w, r, "product", "update", http.StatusOK, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
+		var before Product
+		err := tx.QueryRow(ctx, `SELECT code, name, ideal_cycle_time_s FROM product WHERE code = $1 FOR UPDATE`, code).Scan(&before.Code, &before.Name, &before.IdealCycleTimeS)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return "", nil, nil, notFound(fmt.Sprintf("product %q", code))
+		}
+		if err != nil {
+			return "", nil, nil, err
+		}
+		after := before
+		if in.Name != nil {
+			after.Name = *in.Name
+		}
+		if in.IdealCycleTimeS != nil {
+			after.IdealCycleTimeS = *in.IdealCycleTimeS
+		}
+		if _, err := tx.Exec(ctx, `UPDATE product SET name = $2, ideal_cycle_time_s = $3 WHERE code = $1`, code, after.Name, after.IdealCycleTimeS); err != nil {
+			return "", nil, nil, err
+		}
+		if after.IdealCycleTimeS != before.IdealCycleTimeS {
+			if _, err := store.MarkProductRuns(ctx, tx, code); err != nil {
+				return "", nil, nil, err
+			}
+		}
+		return code, before, after, nil
+	})
+}
+
+// deleteProduct removes a product no run refers to.
+func (s *Server) deleteProduct(w http.ResponseWriter, r *http.Request) {
+	code := r.PathValue("code")
+	s.change(w, r, "product", "delete", http.StatusOK, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
+		var before Product
+		err := tx.QueryRow(ctx, `DELETE FROM product WHERE code = $1 RETURNING code, name, ideal_cycle_time_s`, code).Scan(&before.Code, &before.Name, &before.IdealCycleTimeS)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return "", nil, nil, notFound(fmt.Sprintf("product %q", code))
+		case isFK(err):
+			return "", nil, nil, &apiError{http.StatusConflict, "in_use", fmt.Sprintf("product %q has production runs: delete them first", code)}
+		}
+		return code, before, nil, err
 	})
 }
 
@@ -416,13 +603,14 @@ func (s *Server) deleteShift(w http.ResponseWriter, r *http.Request) {
 
 // PlannedStop is a one-off planned stop of an equipment.
 type PlannedStop struct {
+	ID     int64     `json:"id"` // read-only
 	Start  time.Time `json:"start"`
 	End    time.Time `json:"end"`
 	Reason string    `json:"reason"`
 }
 
 func (s *Server) listPlannedStops(w http.ResponseWriter, r *http.Request) {
-	s.list(w, r, "planned_stops", `SELECT p.starts_at AS start, p.ends_at AS end, p.reason FROM planned_stop p
+	s.list(w, r, "planned_stops", `SELECT p.id, p.starts_at AS start, p.ends_at AS end, p.reason FROM planned_stop p
 		JOIN equipment e ON e.id = p.equipment_id WHERE e.code = $1 ORDER BY p.starts_at`, r.PathValue("code"))
 }
 
@@ -448,6 +636,62 @@ func (s *Server) createPlannedStop(w http.ResponseWriter, r *http.Request) {
 		if err == nil {
 			_, err = store.MarkChanged(ctx, tx, store.Scope{Tenant: p.tenant, Equipment: code}, in.Start, in.End)
 		}
+		in.ID = id
 		return fmt.Sprint(id), nil, in, err
+	})
+}
+
+// changePlannedStop moves (PATCH) or removes (DELETE) a planned stop; the days it
+// touched before and after are recomputed.
+func (s *Server) changePlannedStop(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Start  *time.Time `json:"start"`
+		End    *time.Time `json:"end"`
+		Reason *string    `json:"reason"`
+	}
+	if r.Method == http.MethodPatch {
+		if err := decodeBody(r, &in); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	code, id := r.PathValue("code"), r.PathValue("id")
+	action := map[string]string{http.MethodPatch: "update", http.MethodDelete: "delete"}[r.Method]
+	s.change(w, r, "planned_stop", action, http.StatusOK, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
+		p := ctx.Value(principalKey).(principal)
+		var before PlannedStop
+		err := tx.QueryRow(ctx, `SELECT p.id, p.starts_at, p.ends_at, p.reason FROM planned_stop p JOIN equipment e ON e.id = p.equipment_id
+			WHERE e.code = $1 AND p.id::text = $2 FOR UPDATE OF p`, code, id).Scan(&before.ID, &before.Start, &before.End, &before.Reason)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return "", nil, nil, notFound(fmt.Sprintf("planned stop %s of equipment %q", id, code))
+		}
+		if err != nil {
+			return "", nil, nil, err
+		}
+		if _, err := store.MarkChanged(ctx, tx, store.Scope{Tenant: p.tenant, Equipment: code}, before.Start, before.End); err != nil {
+			return "", nil, nil, err
+		}
+		if r.Method == http.MethodDelete {
+			_, err = tx.Exec(ctx, `DELETE FROM planned_stop WHERE id = $1`, before.ID)
+			return id, before, nil, err
+		}
+		after := before
+		if in.Start != nil {
+			after.Start = *in.Start
+		}
+		if in.End != nil {
+			after.End = *in.End
+		}
+		if in.Reason != nil {
+			after.Reason = *in.Reason
+		}
+		if !after.End.After(after.Start) {
+			return "", nil, nil, badParam("end", "must be after start")
+		}
+		if _, err := tx.Exec(ctx, `UPDATE planned_stop SET starts_at = $2, ends_at = $3, reason = $4 WHERE id = $1`, before.ID, after.Start, after.End, after.Reason); err != nil {
+			return "", nil, nil, err
+		}
+		_, err = store.MarkChanged(ctx, tx, store.Scope{Tenant: p.tenant, Equipment: code}, after.Start, after.End)
+		return id, before, after, err
 	})
 }

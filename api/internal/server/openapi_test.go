@@ -96,6 +96,14 @@ func TestResponsesMatchTheOpenAPIDocument(t *testing.T) {
 		{"GET", "/equipment/filler-1/maintenance?" + day, "tok-a", "", 200},
 		{"POST", "/equipment/filler-1/maintenance", "tok-a", `{"kind":"inspection","start":"2026-11-25T12:00:00Z","description":"weekly"}`, 201},
 		{"GET", "/recompute-failures", "tok-a", "", 200},
+		{"PATCH", "/lines/line-9", "tok-a", `{"name":"Line nine"}`, 200},
+		{"PATCH", "/products/cola", "tok-a", `{"ideal_cycle_time_s":0.6}`, 200},
+		{"DELETE", "/products/cola", "tok-a", "", 409},
+		{"PATCH", "/equipment/filler-1/planned-stops/1", "tok-a", `{"reason":"deep cleaning"}`, 200},
+		{"DELETE", "/equipment/filler-1/planned-stops/1", "tok-a", "", 200},
+		{"DELETE", "/equipment/labeler-1", "tok-a", "", 200},
+		{"DELETE", "/lines/line-9", "tok-a", "", 200},
+		{"GET", "/lines/line-1/oee?site=lyon&bucket=hour&" + hours, "tok-a", "", 200},
 	} {
 		t.Run(c.method+" "+strings.SplitN(c.path, "?", 2)[0], func(t *testing.T) {
 			req, _ := http.NewRequest(c.method, ts.URL+"/api/v1"+c.path, strings.NewReader(c.body))

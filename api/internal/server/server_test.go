@@ -491,3 +491,57 @@ func TestRunsReasonsAndMaintenance(t *testing.T) {
 		t.Fatalf("%d audited changes, want 6", audited)
 	}
 }
+
+// A line code names a line within its site; PATCH and DELETE exist wherever POST does.
+func TestAddressingAndTheWholeLifecycle(t *testing.T) {
+	pool := fixture(t)
+	_, ts := newServer(t, pool)
+	var e errBody
+	steps := []struct {
+		method, path, body string
+		status             int
+		msg                string
+	}{
+		{"POST", "/api/v1/sites", `{"code":"turin","name":"Turin","time_zone":"Europe/Rome"}`, 201, ""},
+		{"POST", "/api/v1/lines", `{"site":"turin","area":"pack","code":"line-1","name":"Turin 1"}`, 201, ""},
+		{"POST", "/api/v1/equipment", `{"code":"filler-9","name":"F9","line":"line-1"}`, 409, "exists at sites [lyon turin]"},
+		{"POST", "/api/v1/equipment", `{"code":"filler-9","name":"F9","site":"turin","line":"line-1"}`, 201, ""},
+		{"POST", "/api/v1/equipment", `{"code":"filler-8","name":"F8","site":"paris","line":"line-1"}`, 400, `does not exist at site "paris"`},
+		{"GET", "/api/v1/lines/line-1/oee?bucket=hour&from=2026-11-25T06:00:00Z&to=2026-11-25T08:00:00Z", "", 409, "name the site"},
+		{"GET", "/api/v1/lines/line-1/oee?site=lyon&bucket=hour&from=2026-11-25T06:00:00Z&to=2026-11-25T08:00:00Z", "", 200, ""},
+		{"PATCH", "/api/v1/lines/line-1?site=turin", `{"name":"Torino 1"}`, 200, ""},
+		{"DELETE", "/api/v1/lines/line-1?site=turin", "", 409, "has 1 equipment"},
+		{"GET", "/api/v1/equipment/filler-9", "", 200, ""},
+		{"DELETE", "/api/v1/equipment/filler-9", "", 200, ""},
+		{"GET", "/api/v1/equipment/filler-9", "", 404, ""},
+		{"DELETE", "/api/v1/lines/line-1?site=turin", "", 200, ""},
+		{"POST", "/api/v1/products", `{"code":"cola","name":"Cola","ideal_cycle_time_s":0.5}`, 201, ""},
+		{"POST", "/api/v1/equipment/filler-1/runs", `{"product":"cola","start":"2026-11-25T06:00:00Z","end":"2026-11-25T07:00:00Z"}`, 201, ""},
+		{"PATCH", "/api/v1/products/cola", `{"ideal_cycle_time_s":0.6}`, 200, ""},
+		{"PATCH", "/api/v1/products/cola", `{"ideal_cycle_time_s":0}`, 400, "must be more than 0"},
+		{"DELETE", "/api/v1/products/cola", "", 409, "has production runs"},
+		{"DELETE", "/api/v1/equipment/filler-1", "", 409, "has production runs"},
+		{"POST", "/api/v1/equipment/filler-1/planned-stops", `{"start":"2026-11-25T10:00:00Z","end":"2026-11-25T10:30:00Z","reason":"cleaning"}`, 201, ""},
+		{"PATCH", "/api/v1/equipment/filler-1/planned-stops/1", `{"end":"2026-11-25T10:45:00Z"}`, 200, ""},
+		{"PATCH", "/api/v1/equipment/filler-1/planned-stops/1", `{"end":"2026-11-25T09:00:00Z"}`, 400, "must be after start"},
+		{"DELETE", "/api/v1/equipment/filler-1/planned-stops/1", "", 200, ""},
+		{"DELETE", "/api/v1/equipment/filler-1/planned-stops/1", "", 404, ""},
+	}
+	for _, st := range steps {
+		e = errBody{}
+		code := call(t, ts, st.method, "tok-a", st.path, st.body, &e)
+		if code != st.status || !strings.Contains(e.Error.Message, st.msg) {
+			t.Fatalf("%s %s: %d %q, want %d %q", st.method, st.path, code, e.Error.Message, st.status, st.msg)
+		}
+	}
+	// The product's new ideal cycle time marked the day of its run.
+	var n int
+	pool.QueryRow(context.Background(), `SELECT count(*) FROM oee_dirty WHERE equipment = 'filler-1' AND day = '2026-11-25'`).Scan(&n)
+	if n != 1 {
+		t.Fatal("changing a product's ideal cycle time did not mark the day of its run")
+	}
+	pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_log WHERE action = 'delete'`).Scan(&n)
+	if n != 3 {
+		t.Fatalf("%d deletions audited, want 3 (equipment, line, planned stop)", n)
+	}
+}
