@@ -579,6 +579,105 @@ func markShift(ctx context.Context, tx pgx.Tx, tenant, site string, validFrom ti
 	return err
 }
 
+// patchShift renames a shift pattern or changes the dates it is valid on (to end a
+// calendar: valid_to), and recomputes the days it touched before and after.
+func (s *Server) patchShift(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Name      *string `json:"name"`
+		ValidFrom *string `json:"valid_from"`
+		ValidTo   *string `json:"valid_to"` // "" reopens it
+	}
+	if err := decodeBody(r, &in); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	site, id := r.PathValue("code"), r.PathValue("id")
+	s.change(w, r, "shift_pattern", "update", http.StatusOK, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
+		p := ctx.Value(principalKey).(principal)
+		var before Shift
+		var from time.Time
+		var to *time.Time
+		err := tx.QueryRow(ctx, `SELECT p.id, p.name, to_char(p.starts_at, 'HH24:MI'), to_char(p.duration, 'HH24:MI:SS'), p.weekdays, p.valid_from, p.valid_to
+			FROM shift_pattern p JOIN site s ON s.id = p.site_id WHERE s.code = $1 AND p.id::text = $2 FOR UPDATE OF p`, site, id).
+			Scan(&before.ID, &before.Name, &before.StartsAt, &before.Duration, &before.Weekdays, &from, &to)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return "", nil, nil, notFound(fmt.Sprintf("shift %s of site %q", id, site))
+		}
+		if err != nil {
+			return "", nil, nil, err
+		}
+		before.ValidFrom = from.Format(time.DateOnly)
+		if to != nil {
+			v := to.Format(time.DateOnly)
+			before.ValidTo = &v
+		}
+		rows, err := tx.Query(ctx, `SELECT name, to_char(start_offset, 'HH24:MI:SS'), to_char(duration, 'HH24:MI:SS') FROM planned_break
+			WHERE shift_pattern_id = $1 ORDER BY start_offset`, before.ID)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		if before.Breaks, err = pgx.CollectRows(rows, pgx.RowToStructByPos[ShiftBreak]); err != nil {
+			return "", nil, nil, err
+		}
+		if before.Breaks == nil {
+			before.Breaks = []ShiftBreak{}
+		}
+		if err := markShift(ctx, tx, p.tenant, site, from, to); err != nil {
+			return "", nil, nil, err
+		}
+		after := before
+		if in.Name != nil {
+			after.Name = *in.Name
+		}
+		if in.ValidFrom != nil {
+			if from, err = time.Parse(time.DateOnly, *in.ValidFrom); err != nil {
+				return "", nil, nil, badParam("valid_from", "%q: want a date YYYY-MM-DD", *in.ValidFrom)
+			}
+			after.ValidFrom = *in.ValidFrom
+		}
+		if in.ValidTo != nil {
+			to, after.ValidTo = nil, nil
+			if *in.ValidTo != "" {
+				t, err := time.Parse(time.DateOnly, *in.ValidTo)
+				if err != nil {
+					return "", nil, nil, badParam("valid_to", "%q: want a date YYYY-MM-DD, or \"\" for open-ended", *in.ValidTo)
+				}
+				to, after.ValidTo = &t, in.ValidTo
+			}
+		}
+		if to != nil && to.Before(from) {
+			return "", nil, nil, badParam("valid_to", "before valid_from %s", after.ValidFrom)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE shift_pattern SET name = $2, valid_from = $3, valid_to = $4 WHERE id = $1`, before.ID, after.Name, from, to); err != nil {
+			return "", nil, nil, err
+		}
+		return id, before, after, markShift(ctx, tx, p.tenant, site, from, to)
+	})
+}
+
+// deleteSite removes a site without lines (its shift calendar goes with it).
+func (s *Server) deleteSite(w http.ResponseWriter, r *http.Request) {
+	code := r.PathValue("code")
+	s.change(w, r, "site", "delete", http.StatusOK, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
+		var lines int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM line l JOIN area a ON a.id = l.area_id JOIN site s ON s.id = a.site_id WHERE s.code = $1`, code).Scan(&lines); err != nil {
+			return "", nil, nil, err
+		}
+		if lines > 0 {
+			return "", nil, nil, &apiError{http.StatusConflict, "in_use", fmt.Sprintf("site %q has %d lines: delete them first", code, lines)}
+		}
+		var before Site
+		err := tx.QueryRow(ctx, `DELETE FROM site WHERE code = $1 RETURNING code, name, time_zone`, code).Scan(&before.Code, &before.Name, &before.TimeZone)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return "", nil, nil, notFound(fmt.Sprintf("site %q", code))
+		case isFK(err):
+			return "", nil, nil, &apiError{http.StatusConflict, "in_use", fmt.Sprintf("site %q has areas, lines or shifts: delete them first", code)}
+		}
+		return code, before, nil, err
+	})
+}
+
 // deleteShift removes a shift pattern (and its breaks) and recomputes what it touched.
 func (s *Server) deleteShift(w http.ResponseWriter, r *http.Request) {
 	site, id := r.PathValue("code"), r.PathValue("id")

@@ -79,7 +79,8 @@ func TestResponsesMatchTheOpenAPIDocument(t *testing.T) {
 		{"POST", "/sites", "tok-a", `{"code":"mars","name":"Mars","time_zone":"Mars/Olympus"}`, 400},
 		{"PATCH", "/sites/turin", "tok-a", `{"name":"Torino"}`, 200},
 		{"GET", "/sites/lyon/shifts", "tok-a", "", 200},
-		{"POST", "/sites/lyon/shifts", "tok-a", `{"name":"early","starts_at":"06:00","duration":"08:00:00"}`, 201},
+		{"POST", "/sites/lyon/shifts", "tok-a", `{"name":"early","starts_at":"06:00","duration":"08:00:00","breaks":[{"name":"lunch","offset":"04:00:00","duration":"00:30:00"}]}`, 201},
+		{"PATCH", "/sites/lyon/shifts/1", "tok-a", `{"valid_to":"2026-12-31"}`, 200},
 		{"GET", "/lines", "tok-a", "", 200},
 		{"POST", "/lines", "tok-a", `{"site":"turin","area":"pack","code":"line-9","name":"L9"}`, 201},
 		{"GET", "/products", "tok-a", "", 200},
@@ -103,6 +104,7 @@ func TestResponsesMatchTheOpenAPIDocument(t *testing.T) {
 		{"DELETE", "/equipment/filler-1/planned-stops/1", "tok-a", "", 200},
 		{"DELETE", "/equipment/labeler-1", "tok-a", "", 200},
 		{"DELETE", "/lines/line-9", "tok-a", "", 200},
+		{"DELETE", "/sites/turin", "tok-a", "", 200},
 		{"GET", "/lines/line-1/oee?site=lyon&bucket=hour&" + hours, "tok-a", "", 200},
 	} {
 		t.Run(c.method+" "+strings.SplitN(c.path, "?", 2)[0], func(t *testing.T) {

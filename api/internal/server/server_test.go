@@ -514,7 +514,12 @@ func TestAddressingAndTheWholeLifecycle(t *testing.T) {
 		{"GET", "/api/v1/equipment/filler-9", "", 200, ""},
 		{"DELETE", "/api/v1/equipment/filler-9", "", 200, ""},
 		{"GET", "/api/v1/equipment/filler-9", "", 404, ""},
+		{"DELETE", "/api/v1/sites/turin", "", 409, "has 1 lines"},
 		{"DELETE", "/api/v1/lines/line-1?site=turin", "", 200, ""},
+		{"POST", "/api/v1/sites/turin/shifts", `{"name":"early","starts_at":"06:00","duration":"08:00:00","valid_from":"2026-01-01"}`, 201, ""},
+		{"PATCH", "/api/v1/sites/turin/shifts/1", `{"valid_to":"2025-12-31"}`, 400, "before valid_from"},
+		{"PATCH", "/api/v1/sites/turin/shifts/1", `{"valid_to":"2026-11-30","name":"early (old)"}`, 200, ""},
+		{"DELETE", "/api/v1/sites/turin", "", 200, ""},
 		{"POST", "/api/v1/products", `{"code":"cola","name":"Cola","ideal_cycle_time_s":0.5}`, 201, ""},
 		{"POST", "/api/v1/equipment/filler-1/runs", `{"product":"cola","start":"2026-11-25T06:00:00Z","end":"2026-11-25T07:00:00Z"}`, 201, ""},
 		{"PATCH", "/api/v1/products/cola", `{"ideal_cycle_time_s":0.6}`, 200, ""},
@@ -541,7 +546,7 @@ func TestAddressingAndTheWholeLifecycle(t *testing.T) {
 		t.Fatal("changing a product's ideal cycle time did not mark the day of its run")
 	}
 	pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_log WHERE action = 'delete'`).Scan(&n)
-	if n != 3 {
-		t.Fatalf("%d deletions audited, want 3 (equipment, line, planned stop)", n)
+	if n != 4 {
+		t.Fatalf("%d deletions audited, want 4 (equipment, line, site, planned stop)", n)
 	}
 }
