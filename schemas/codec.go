@@ -18,6 +18,31 @@ import (
 type Limits struct {
 	MaxBytes   int // largest message, in bytes
 	MaxSamples int // most samples in one envelope
+	// Now, when set, makes Decode refuse (ReasonOutOfWindow) a sample stamped more
+	// than MaxAge before it or MaxAhead after it (defaults DefaultMaxAge and
+	// DefaultMaxAhead). A receiver sets it; the contract itself admits 1970 to 9999.
+	Now      func() time.Time
+	MaxAge   time.Duration
+	MaxAhead time.Duration
+}
+
+// The timestamp window a receiver accepts by default: an agent's disk backlog of
+// three months, and clocks an hour fast.
+const (
+	DefaultMaxAge   = 90 * 24 * time.Hour
+	DefaultMaxAhead = time.Hour
+)
+
+// Window returns the timestamps l accepts at now: [from, to].
+func (l Limits) Window(now time.Time) (from, to time.Time) {
+	age, ahead := l.MaxAge, l.MaxAhead
+	if age <= 0 {
+		age = DefaultMaxAge
+	}
+	if ahead <= 0 {
+		ahead = DefaultMaxAhead
+	}
+	return now.Add(-age), now.Add(ahead)
 }
 
 // DefaultLimits are the bounds Decode applies: 1 MiB and 10,000 samples.
@@ -74,6 +99,18 @@ func (l Limits) Decode(data []byte) (*Envelope, error) {
 	}
 	if err := env.Validate(); err != nil {
 		return nil, &DecodeError{ReasonInvalid, err}
+	}
+	if l.Now != nil {
+		now := l.Now()
+		from, to := l.Window(now)
+		for i := range env.Samples {
+			ts := env.Samples[i].TS
+			if ts.Before(from) || ts.After(to) {
+				return nil, &DecodeError{ReasonOutOfWindow, fieldErr("samples["+strconv.Itoa(i)+"].ts", ts.Format(time.RFC3339Nano),
+					"outside the accepted window %s to %s (%s back, %s ahead of the receiver's clock)",
+					from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339), now.Sub(from), to.Sub(now))}
+			}
+		}
 	}
 	return env, nil
 }

@@ -30,11 +30,15 @@ const (
 	// ReasonRejectedByDatabase: PostgreSQL refused the row for good (not a
 	// transient failure).
 	ReasonRejectedByDatabase Reason = "rejected_by_database"
+	// ReasonOutOfWindow: a sample's timestamp is further in the past or the future
+	// than the receiver accepts (Limits.MaxAge, Limits.MaxAhead): a PLC clock gone
+	// wrong, which would otherwise make a partition for every day it names.
+	ReasonOutOfWindow Reason = "ts_out_of_window"
 )
 
 // Reasons lists every Reason, so that counters can be created for each up front.
 func Reasons() []Reason {
-	return []Reason{ReasonTooLarge, ReasonMalformed, ReasonUnsupportedVersion, ReasonInvalid, ReasonTopicMismatch, ReasonRejectedByDatabase}
+	return []Reason{ReasonTooLarge, ReasonMalformed, ReasonUnsupportedVersion, ReasonInvalid, ReasonTopicMismatch, ReasonRejectedByDatabase, ReasonOutOfWindow}
 }
 
 // DecodeError is what Decode returns for bytes it cannot accept.

@@ -186,6 +186,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Bridge, erro
 		cfg: cfg, log: log, m: newMetrics(reg), now: time.Now,
 		in: make(chan mqtt.Message, cfg.QueueSize), stop: make(chan struct{}),
 	}
+	b.cfg.Limits.Now = func() time.Time { return b.now() } // samples outside the timestamp window are dead letters
 	b.writer = &kafka.Writer{
 		Addr:         kafka.TCP(cfg.KafkaBrokers...),
 		Balancer:     &kafka.Hash{},

@@ -48,6 +48,9 @@ func envelope(t testing.TB, firstSeq uint64, n int) []byte {
 
 func startBridge(t testing.TB, cfg bridge.Config) (*bridge.Bridge, *prometheus.Registry, func()) {
 	t.Helper()
+	if cfg.Limits.MaxAge == 0 {
+		cfg.Limits.MaxAge = 10 * 365 * 24 * time.Hour // the test envelopes are of a fixed date
+	}
 	reg := prometheus.NewRegistry()
 	b, err := bridge.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), reg)
 	if err != nil {
@@ -122,8 +125,9 @@ func TestBridgeWritesEnvelopesEventsAndDeadLetters(t *testing.T) {
 	missing := strings.Replace(string(envelope(t, 300, 2)), `"tag":"speed",`, ``, 1)
 	mistyped := strings.Replace(string(envelope(t, 400, 2)), `"seq":401`, `"seq":"401"`, 1)
 	v2 := strings.Replace(string(envelope(t, 500, 2)), `"version":1`, `"version":2`, 1)
-	nul := strings.Replace(string(envelope(t, 600, 2)), `"tag":"speed"`, `"tag":"spe\u0000ed"`, 1) // PostgreSQL's text cannot hold it
-	big := envelope(t, 1000, 1000)                                                                 // over the 64 KiB limit
+	future := strings.Replace(string(envelope(t, 700, 2)), `"ts":"2026-11-25T08:00:00Z"`, `"ts":"2100-01-01T00:00:00Z"`, 1) // a PLC clock gone wrong
+	nul := strings.Replace(string(envelope(t, 600, 2)), `"tag":"speed"`, `"tag":"spe\u0000ed"`, 1)                          // PostgreSQL's text cannot hold it
+	big := envelope(t, 1000, 1000)                                                                                          // over the 64 KiB limit
 	other := schemas.Path{Tenant: "acme", Site: "lyon", Area: "pack", Line: "l1", Equipment: "capper-9"}
 	invalid := []struct {
 		topic   string
@@ -138,6 +142,7 @@ func TestBridgeWritesEnvelopesEventsAndDeadLetters(t *testing.T) {
 		{path.Topic(), []byte(v2), schemas.ReasonUnsupportedVersion},
 		{path.Topic(), big, schemas.ReasonTooLarge},
 		{path.Topic(), []byte(nul), schemas.ReasonInvalid},
+		{path.Topic(), []byte(future), schemas.ReasonOutOfWindow},
 		{other.Topic(), valid, schemas.ReasonTopicMismatch},
 		{"takt/v1/acme/lyon/pack/l1/filler-1/extra", valid, schemas.ReasonTopicMismatch},
 	}
@@ -179,7 +184,7 @@ func TestBridgeWritesEnvelopesEventsAndDeadLetters(t *testing.T) {
 		}
 	}
 	for reason, want := range map[schemas.Reason]float64{schemas.ReasonMalformed: 3, schemas.ReasonInvalid: 3,
-		schemas.ReasonUnsupportedVersion: 1, schemas.ReasonTooLarge: 1, schemas.ReasonTopicMismatch: 2} {
+		schemas.ReasonUnsupportedVersion: 1, schemas.ReasonTooLarge: 1, schemas.ReasonTopicMismatch: 2, schemas.ReasonOutOfWindow: 1} {
 		got := testutil.ToFloat64(mustVec(t, reg, "takt_bridge_dead_letters_total", string(reason)))
 		if got != want {
 			t.Errorf("takt_bridge_dead_letters_total{reason=%q} = %v, want %v", reason, got, want)

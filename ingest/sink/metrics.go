@@ -14,6 +14,7 @@ type metrics struct {
 	envelopes         prometheus.Counter
 	duplicates        prometheus.Counter
 	deadLetters       *prometheus.CounterVec
+	outsideWindow     prometheus.Counter
 	retries           prometheus.Counter
 	partitionsCreated prometheus.Counter
 	lag               *prometheus.GaugeVec
@@ -29,6 +30,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Envelopes committed to PostgreSQL."}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_sink_duplicate_envelopes_total",
 			Help: "Envelopes dropped because they were already committed."}),
+		outsideWindow: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_sink_rows_outside_window_total",
+			Help: "Rows whose day lies outside the timestamp window: stored in the default partition, no partition made for them."}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "takt_sink_dead_letters_total",
 			Help: "Records written to the dead-letter topic, by reason."}, []string{"reason"}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_sink_retries_total",
@@ -43,7 +46,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Time to write and commit a batch, retries included.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.rows, m.envelopes, m.duplicates, m.deadLetters, m.retries, m.partitionsCreated,
+		reg.MustRegister(m.outsideWindow, m.rows, m.envelopes, m.duplicates, m.deadLetters, m.retries, m.partitionsCreated,
 			m.lag, m.batchRows, m.commitSeconds)
 	}
 	for _, r := range schemas.Reasons() {

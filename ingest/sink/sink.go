@@ -488,9 +488,19 @@ func (s *Sink) ensurePartitions(ctx context.Context, batch []item) error {
 		if it.env == nil {
 			continue
 		}
+		// Partitions only for the days of the timestamp window the bridge accepts
+		// (a day of slack either side): rows of other days, which only a writer other
+		// than the bridge can send, land in the default partition, so that no clock
+		// gone wrong makes a table for every day it names.
+		from, to := s.cfg.Limits.Window(s.now())
+		lo, hi := unixDay(from)-1, unixDay(to)+1
 		for i := range it.env.Samples {
 			d := unixDay(it.env.Samples[i].TS) // no formatting per sample: this runs for every row
 			if s.days[d] {
+				continue
+			}
+			if d < lo || d > hi {
+				s.m.outsideWindow.Inc()
 				continue
 			}
 			day := time.Unix(d*86400, 0).UTC().Format(time.DateOnly)

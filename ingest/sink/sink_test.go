@@ -274,3 +274,38 @@ func TestRefusedRecordsGoToDeadLetters(t *testing.T) {
 		}
 	}
 }
+
+// One envelope naming far-apart days (a PLC clock gone wrong, written by something
+// other than the bridge, which refuses it) makes no partition outside the timestamp
+// window: its rows land in the default partition, and a metric says so.
+func TestNoPartitionsOutsideTheWindow(t *testing.T) {
+	k := testkit.Kafka(t)
+	pool := testkit.NewDatabase(t).Pool(t)
+	env := schemas.Envelope{Version: 1, Tenant: "acme", Site: "s", Area: "a", Line: "l", Equipment: "eq-0", Agent: "gw9"}
+	for i, ts := range []time.Time{time.Date(1971, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2080, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), time.Now().UTC()} {
+		env.Samples = append(env.Samples, schemas.Sample{Seq: uint64(i + 1), Tag: "t", Role: schemas.RoleMeasurement, TS: ts,
+			Kind: schemas.NumberValue, Value: 1, Quality: schemas.QualityGood})
+	}
+	b, err := schemas.Encode(&env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var before int
+	pool.QueryRow(ctx, `SELECT count(*) FROM pg_inherits WHERE inhparent = 'samples'::regclass`).Scan(&before)
+	produce(t, k.Brokers(), b)
+	start(t, pool, k.Brokers(), sink.Config{Group: "g"})
+	deadline := time.Now().Add(30 * time.Second)
+	for n := 0; n < 4; pool.QueryRow(ctx, `SELECT count(*) FROM samples`).Scan(&n) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d rows stored, want 4", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var after, inDefault int
+	pool.QueryRow(ctx, `SELECT count(*) FROM pg_inherits WHERE inhparent = 'samples'::regclass`).Scan(&after)
+	pool.QueryRow(ctx, `SELECT count(*) FROM samples_default`).Scan(&inDefault)
+	if after-before > 1 || inDefault != 3 {
+		t.Fatalf("%d partitions made, %d rows in the default partition; want at most 1 (today's) and 3", after-before, inDefault)
+	}
+}

@@ -58,6 +58,10 @@ type Config struct {
 	DeadLetter      struct {
 		MaxPayloadBytes int `yaml:"max_payload_bytes"`
 	} `yaml:"dead_letter"`
+	Timestamps struct {
+		MaxAge   time.Duration `yaml:"max_age"`
+		MaxAhead time.Duration `yaml:"max_ahead"`
+	} `yaml:"timestamps"`
 	Bridge struct {
 		MQTTURL      string        `yaml:"mqtt_url"`
 		ClientID     string        `yaml:"client_id"`
@@ -96,6 +100,10 @@ func loadConfig(file string, getenv func(string) string) (*Config, error) {
 	if v := getenv("TAKT_HTTP_ADDR"); v != "" {
 		cfg.HTTPAddr = v
 	}
+	if cfg.Timestamps.MaxAge < 0 || cfg.Timestamps.MaxAhead < 0 || cfg.Timestamps.MaxAge > 3660*24*time.Hour {
+		return nil, fmt.Errorf("timestamps.max_age = %s, timestamps.max_ahead = %s: want 0 (the defaults %s, %s) or positive, max_age at most 3660 days",
+			cfg.Timestamps.MaxAge, cfg.Timestamps.MaxAhead, schemas.DefaultMaxAge, schemas.DefaultMaxAhead)
+	}
 	if cfg.DeadLetter.MaxPayloadBytes < 0 {
 		return nil, fmt.Errorf("dead_letter.max_payload_bytes = %d: want 1 or more (0 for the default %d)", cfg.DeadLetter.MaxPayloadBytes, schemas.DefaultDeadLetterPayload)
 	}
@@ -106,7 +114,7 @@ func loadConfig(file string, getenv func(string) string) (*Config, error) {
 }
 
 func (c *Config) limits() schemas.Limits {
-	return schemas.Limits{MaxBytes: c.MaxMessageBytes}
+	return schemas.Limits{MaxBytes: c.MaxMessageBytes, MaxAge: c.Timestamps.MaxAge, MaxAhead: c.Timestamps.MaxAhead}
 }
 
 func (c *Config) bridgeConfig() bridge.Config {

@@ -190,7 +190,7 @@ equipment:
           - {name: count_scrap, role: counter, counter: scrap, namespace_uri: %q, node_id: "s=filler-1.ScrapCount"}
 `, mq.URL(), filepath.Join(dir, "buffer"), opcPort, "urn:takt:plcsim", "urn:takt:plcsim", "urn:takt:plcsim")), 0o644)
 	ingestCfg := filepath.Join(dir, "ingest.yaml")
-	os.WriteFile(ingestCfg, []byte("http_addr: 127.0.0.1:0\nbridge:\n  client_id: e2e-bridge\n  subscription: plain\n  topics: ['takt/v1/e2e/#']\nsink:\n  linger: 50ms\n"), 0o644)
+	os.WriteFile(ingestCfg, []byte("http_addr: 127.0.0.1:0\ntimestamps: {max_age: 87600h}\nbridge:\n  client_id: e2e-bridge\n  subscription: plain\n  topics: ['takt/v1/e2e/#']\nsink:\n  linger: 50ms\n"), 0o644)
 	aggCfg := filepath.Join(dir, "aggregator.yaml")
 	os.WriteFile(aggCfg, []byte("http_addr: 127.0.0.1:0\nrecompute_every: 200ms\nlinger: 50ms\n"), 0o644)
 

@@ -128,7 +128,7 @@ INSERT INTO work_center (tenant_id, line_id, code, name) SELECT tenant_id, id, '
 		}
 	}
 	ingestCfg := filepath.Join(dir, "ingest.yaml")
-	os.WriteFile(ingestCfg, []byte("http_addr: 127.0.0.1:0\nbridge:\n  client_id: ex-bridge\n  subscription: plain\n  topics: ['takt/v1/pub/#']\nsink:\n  linger: 50ms\n"), 0o644)
+	os.WriteFile(ingestCfg, []byte("http_addr: 127.0.0.1:0\ntimestamps: {max_age: 87600h} # the examples are on fixed dates\nbridge:\n  client_id: ex-bridge\n  subscription: plain\n  topics: ['takt/v1/pub/#']\nsink:\n  linger: 50ms\n"), 0o644)
 	aggCfg := filepath.Join(dir, "aggregator.yaml")
 	os.WriteFile(aggCfg, []byte("http_addr: 127.0.0.1:0\nrecompute_every: 200ms\nlinger: 50ms\n"), 0o644)
 	apiPort, _ := testkit.FreePort()
