@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -194,9 +195,10 @@ type batcher struct {
 	pending []pendingBatch
 	seq     uint64 // next seq to assign
 
-	samples prometheus.Counter
-	bad     prometheus.Counter
-	life    *lifeline // notes how far the run got; nil in tests
+	samples  prometheus.Counter
+	bad      prometheus.Counter
+	degraded *prometheus.CounterVec
+	life     *lifeline // notes how far the run got; nil in tests
 }
 
 type pendingBatch struct {
@@ -208,8 +210,10 @@ func newBatcher(cfg *config.Config, buf *buffer.Buffer, now func() time.Time, re
 	b := &batcher{cfg: cfg, buf: buf, now: now, pending: make([]pendingBatch, len(cfg.Equipment)), seq: buf.LastSeq() + 1,
 		samples: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_agent_samples_total", Help: "Samples produced by the sources."}),
 		bad:     prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_agent_bad_samples_total", Help: "Samples of bad quality (failed reads)."}),
+		degraded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "takt_agent_degraded_samples_total",
+			Help: "Values the contract cannot carry (NaN, Inf, a text too long or not UTF-8, a time out of range), sent as bad-quality samples, by the field at fault."}, []string{"field"}),
 	}
-	reg.MustRegister(b.samples, b.bad)
+	reg.MustRegister(b.samples, b.bad, b.degraded)
 	return b
 }
 
@@ -357,6 +361,35 @@ func (b *batcher) flushAll(ctx context.Context) {
 	}
 }
 
+// degrade turns every sample of env the contract refuses into a bad-quality sample
+// without a value (a state without one is UNKNOWN), keeping its tag, role, time and
+// seq, so that one bad value never costs its neighbours.
+func (b *batcher) degrade(env *schemas.Envelope) {
+	for i := range env.Samples {
+		one := *env
+		one.Samples = env.Samples[i : i+1]
+		_, err := schemas.Encode(&one)
+		if err == nil {
+			continue
+		}
+		s := &env.Samples[i]
+		reason := "invalid"
+		var fe *schemas.FieldError
+		if errors.As(err, &fe) {
+			reason = fe.Field[strings.LastIndexByte(fe.Field, '.')+1:]
+		}
+		b.degraded.WithLabelValues(reason).Inc()
+		slog.Warn("a value the contract cannot carry is sent as a bad-quality sample", "equipment", env.Equipment, "tag", s.Tag, "err", err)
+		s.Kind, s.Value, s.Text, s.Quality = schemas.NoValue, 0, "", schemas.QualityBad
+		if s.Role == schemas.RoleState {
+			s.State, s.Reason = schemas.StateUnknown, 0
+		}
+		if s.TS.Year() < 1970 || s.TS.Year() > 9999 {
+			s.TS = b.now().UTC() // a source time out of range: the agent's own
+		}
+	}
+}
+
 // flush numbers equipment ei's pending samples and appends them to the buffer.
 // The caller holds b.mu.
 func (b *batcher) flush(ctx context.Context, ei int) {
@@ -372,10 +405,16 @@ func (b *batcher) flush(ctx context.Context, ei int) {
 		env.Samples[i].Seq = first + uint64(i)
 	}
 	payload, err := schemas.Encode(&env)
-	if err != nil { // a bug in mapping: keep the agent running, say so loudly
-		slog.Error("envelope does not encode; samples discarded", "equipment", e.Code, "err", err)
-		p.samples = p.samples[:0]
-		return
+	if err != nil {
+		// A value the contract cannot carry (NaN or Inf from a source, a text too
+		// long or not UTF-8, a time out of range): that sample, not the batch, is
+		// sent as a bad-quality sample without a value, its reason counted and logged.
+		b.degrade(&env)
+		if payload, err = schemas.Encode(&env); err != nil { // cannot happen: say so loudly, keep running
+			slog.Error("envelope does not encode; samples discarded", "equipment", e.Code, "err", err)
+			p.samples = p.samples[:0]
+			return
+		}
 	}
 	err = b.buf.Append(ctx, buffer.Record{Topic: env.Path().Topic(), Payload: payload, FirstSeq: first, Samples: len(env.Samples)})
 	if err != nil {
