@@ -211,27 +211,29 @@ func (b *Buffer) scan(id uint64, last bool) (*segment, error) {
 		return nil, err
 	}
 	s := &segment{id: id, file: f}
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
 	hdr := make([]byte, headerLen)
 	var off int64
 	for {
 		if _, err := f.ReadAt(hdr, off); err != nil {
 			break // end of file, or a partial header
 		}
+		// The length on disk is checked against the file before anything is
+		// allocated for it: a corrupt length must not ask for gigabytes.
 		n := int64(binary.LittleEndian.Uint32(hdr[0:]))
-		body := make([]byte, n)
-		if n < headerLen-8 {
+		if n < headerLen-8 || off+8+n > st.Size() {
 			break
 		}
+		body := make([]byte, n)
 		if _, err := f.ReadAt(body, off+8); err != nil || crc32.Checksum(body, crcTable) != binary.LittleEndian.Uint32(hdr[4:]) {
 			break
 		}
 		s.recs = append(s.recs, recMeta{off: off, size: 8 + n,
 			firstSeq: binary.LittleEndian.Uint64(body[0:]), samples: int(binary.LittleEndian.Uint32(body[8:]))})
 		off += 8 + n
-	}
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
 	}
 	if st.Size() != off {
 		b.log.Warn("buffer: cutting off a torn or corrupt end of a segment", "segment", segName(id), "at", off, "size", st.Size(), "last", last)

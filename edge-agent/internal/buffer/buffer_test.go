@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -227,4 +228,44 @@ func BenchmarkReplay(b *testing.B) {
 		buf.Close()
 	}
 	b.ReportMetric(float64(samples)/b.Elapsed().Seconds(), "agent_buffer_replay_samples_per_s=samples/s")
+}
+
+// A corrupt length on disk (a bit flip, a power loss mid-write) claiming a 4 GiB
+// record is checked against the file before anything is allocated: the segment is
+// cut there and counted, the records before it are kept, and the agent starts.
+func TestCorruptLengthAllocatesNothing(t *testing.T) {
+	dir := t.TempDir()
+	b := open(t, dir, 1<<20, 1<<18, DropOldest)
+	for i := range 3 {
+		b.Append(context.Background(), rec(uint64(i+1), 1, 100))
+	}
+	b.Close()
+	seg := filepath.Join(dir, segName(0))
+	f, _ := os.OpenFile(seg, os.O_WRONLY|os.O_APPEND, 0)
+	f.Write([]byte{0xff, 0xff, 0xff, 0xfe, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}) // length 4 GiB - 257
+	f.Close()
+	var before, after runtimeMem
+	before.read()
+	b = open(t, dir, 1<<20, 1<<18, DropOldest)
+	after.read()
+	defer b.Close()
+	if grew := after.total - before.total; grew > 64<<20 {
+		t.Fatalf("opening the buffer allocated %d MiB", grew>>20)
+	}
+	if testutil.ToFloat64(b.m.corrupt) != 1 {
+		t.Fatal("corrupt record not counted")
+	}
+	for i := range 3 {
+		if r, _ := next(t, b); r.FirstSeq != uint64(i+1) {
+			t.Fatalf("record %d: seq %d", i, r.FirstSeq)
+		}
+	}
+}
+
+type runtimeMem struct{ total uint64 }
+
+func (m *runtimeMem) read() {
+	var s runtime.MemStats
+	runtime.ReadMemStats(&s)
+	m.total = s.TotalAlloc
 }
