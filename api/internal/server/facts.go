@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -31,27 +32,32 @@ func storeError(err error) error {
 func tenantOf(ctx context.Context) string { return ctx.Value(principalKey).(principal).tenant }
 
 func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
+	listOfEquipment(s, w, r, "runs", store.Runs)
+}
+
+// listOfEquipment answers {key: [...]} with what fetch finds for the equipment in the
+// path over the request's range (404 when there is no such equipment).
+func listOfEquipment[T any](s *Server, w http.ResponseWriter, r *http.Request, key string,
+	fetch func(ctx context.Context, q store.Querier, equipment string, from, to time.Time) ([]T, error)) {
 	from, to, err := rangeParams(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	var out []store.ProductionRun
+	out := []T{}
 	err = s.inTenant(r.Context(), false, func(tx pgx.Tx) error {
 		if err := scopeExists(r.Context(), tx, "equipment", r.PathValue("code")); err != nil {
 			return err
 		}
-		out, err = store.Runs(r.Context(), tx, r.PathValue("code"), from, to)
+		got, err := fetch(r.Context(), tx, r.PathValue("code"), from, to)
+		out = append(out, got...)
 		return err
 	})
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if out == nil {
-		out = []store.ProductionRun{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"runs": out})
+	writeJSON(w, http.StatusOK, map[string]any{key: out})
 }
 
 func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
@@ -172,27 +178,7 @@ func (s *Server) deleteReason(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) downtimeEvents(w http.ResponseWriter, r *http.Request) {
-	from, to, err := rangeParams(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	var out []store.DowntimeEvent
-	err = s.inTenant(r.Context(), false, func(tx pgx.Tx) error {
-		if err := scopeExists(r.Context(), tx, "equipment", r.PathValue("code")); err != nil {
-			return err
-		}
-		out, err = store.DowntimeEvents(r.Context(), tx, r.PathValue("code"), from, to)
-		return err
-	})
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if out == nil {
-		out = []store.DowntimeEvent{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"equipment": r.PathValue("code"), "events": out})
+	listOfEquipment(s, w, r, "events", store.DowntimeEvents)
 }
 
 var maintenanceKinds = map[string]bool{"preventive": true, "corrective": true, "predictive": true, "inspection": true}
@@ -223,25 +209,5 @@ func (s *Server) createMaintenance(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listMaintenance(w http.ResponseWriter, r *http.Request) {
-	from, to, err := rangeParams(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	var out []store.MaintenanceEvent
-	err = s.inTenant(r.Context(), false, func(tx pgx.Tx) error {
-		if err := scopeExists(r.Context(), tx, "equipment", r.PathValue("code")); err != nil {
-			return err
-		}
-		out, err = store.Maintenance(r.Context(), tx, r.PathValue("code"), from, to)
-		return err
-	})
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if out == nil {
-		out = []store.MaintenanceEvent{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"maintenance": out})
+	listOfEquipment(s, w, r, "maintenance", store.Maintenance)
 }
