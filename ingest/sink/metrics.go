@@ -10,16 +10,17 @@ import (
 )
 
 type metrics struct {
-	rows              prometheus.Counter
-	envelopes         prometheus.Counter
-	duplicates        prometheus.Counter
-	deadLetters       *prometheus.CounterVec
-	outsideWindow     prometheus.Counter
-	retries           prometheus.Counter
-	partitionsCreated prometheus.Counter
-	lag               *prometheus.GaugeVec
-	batchRows         prometheus.Histogram
-	commitSeconds     prometheus.Histogram
+	rows               prometheus.Counter
+	envelopes          prometheus.Counter
+	duplicates         prometheus.Counter
+	deadLetters        *prometheus.CounterVec
+	outsideWindow      prometheus.Counter
+	deadLettersIndexed prometheus.Counter
+	retries            prometheus.Counter
+	partitionsCreated  prometheus.Counter
+	lag                *prometheus.GaugeVec
+	batchRows          prometheus.Histogram
+	commitSeconds      prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -30,6 +31,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Envelopes committed to PostgreSQL."}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_sink_duplicate_envelopes_total",
 			Help: "Envelopes dropped because they were already committed."}),
+		deadLettersIndexed: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_sink_dead_letters_indexed_total",
+			Help: "Dead letters recorded in the dead_letter table (what the API lists to each tenant)."}),
 		outsideWindow: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_sink_rows_outside_window_total",
 			Help: "Rows whose day lies outside the timestamp window: stored in the default partition, no partition made for them."}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "takt_sink_dead_letters_total",
@@ -46,7 +49,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Time to write and commit a batch, retries included.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.outsideWindow, m.rows, m.envelopes, m.duplicates, m.deadLetters, m.retries, m.partitionsCreated,
+		reg.MustRegister(m.deadLettersIndexed, m.outsideWindow, m.rows, m.envelopes, m.duplicates, m.deadLetters, m.retries, m.partitionsCreated,
 			m.lag, m.batchRows, m.commitSeconds)
 	}
 	for _, r := range schemas.Reasons() {

@@ -139,9 +139,16 @@ func (s *Sink) Run(ctx context.Context) error {
 		return fmt.Errorf("sink: consumer group: %w", err)
 	}
 	var consumers sync.WaitGroup
+	ictx, stopIndex := context.WithCancel(ctx)
 	defer func() {
+		stopIndex()
 		group.Close()
 		consumers.Wait()
+	}()
+	consumers.Add(1)
+	go func() {
+		defer consumers.Done()
+		s.indexDeadLetters(ictx)
 	}()
 	backoff := newBackoff(s.cfg.MaxBackoff)
 	for {

@@ -267,6 +267,20 @@ func TestRefusedRecordsGoToDeadLetters(t *testing.T) {
 	if !reasons[schemas.ReasonMalformed] || !reasons[schemas.ReasonRejectedByDatabase] {
 		t.Fatalf("dead-letter reasons %v, want malformed and rejected_by_database", reasons)
 	}
+	// The letters are indexed for the API, with their tenant.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var n int
+		pool.QueryRow(ctx, `SELECT count(*) FROM dead_letter WHERE tenant_id = 'acme' AND reason IN ('malformed', 'rejected_by_database')
+			AND payload_sha256 <> ''`).Scan(&n)
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d dead letters indexed for tenant acme, want 2", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	// The metrics count letters, not attempts.
 	for reason, want := range map[schemas.Reason]float64{schemas.ReasonMalformed: 1, schemas.ReasonRejectedByDatabase: 1} {
 		if got := sk.deadLetters(t, reason); got != want {

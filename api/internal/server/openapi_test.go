@@ -25,6 +25,9 @@ func TestResponsesMatchTheOpenAPIDocument(t *testing.T) {
 			VALUES ('a', 'filler-1', 'day', '2026-11-25T00:00:00Z', '2026-11-26T00:00:00Z', 0, 0, 0, 5, '{good_above_total}')`,
 		`INSERT INTO oee_dirty (tenant_id, equipment, day, attempts, last_error) VALUES ('a', 'capper-1', '2026-11-24', 2, 'boom')`,
 		`INSERT INTO downtime_reason (tenant_id, code, name, category) VALUES ('a', 101, 'Jam', 'breakdown')`,
+		`INSERT INTO dead_letter (kafka_partition, kafka_offset, tenant_id, received_at, reason, error, source, payload_bytes, payload_sha256)
+			VALUES (0, 7, 'a', '2026-11-25T08:00:00Z', 'invalid', 'samples[0].tag: control character', 'mqtt:takt/v1/a/lyon/pack/line-1/filler-1', 120, 'ab'),
+			       (0, 8, 'b', '2026-11-25T08:00:00Z', 'invalid', 'other tenant', 'mqtt:takt/v1/b/x/y/z/w', 1, 'cd')`,
 	} {
 		if _, err := pool.Exec(ctx, q); err != nil {
 			t.Fatal(err)
@@ -97,6 +100,7 @@ func TestResponsesMatchTheOpenAPIDocument(t *testing.T) {
 		{"GET", "/equipment/filler-1/maintenance?" + day, "tok-a", "", 200},
 		{"POST", "/equipment/filler-1/maintenance", "tok-a", `{"kind":"inspection","start":"2026-11-25T12:00:00Z","description":"weekly"}`, 201},
 		{"GET", "/recompute-failures", "tok-a", "", 200},
+		{"GET", "/dead-letters?" + day, "tok-a", "", 200},
 		{"PATCH", "/lines/line-9", "tok-a", `{"name":"Line nine"}`, 200},
 		{"PATCH", "/products/cola", "tok-a", `{"ideal_cycle_time_s":0.6}`, 200},
 		{"DELETE", "/products/cola", "tok-a", "", 409},

@@ -27,6 +27,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("DELETE /api/v1/sites/{code}/shifts/{id}", s.auth(s.deleteShift))
 	mux.HandleFunc("DELETE /api/v1/sites/{code}", s.auth(s.deleteSite))
 	mux.HandleFunc("GET /api/v1/recompute-failures", s.auth(s.failures))
+	mux.HandleFunc("GET /api/v1/dead-letters", s.auth(s.deadLetters))
 	mux.HandleFunc("GET /api/v1/reasons", s.auth(s.listReasons))
 	mux.HandleFunc("POST /api/v1/reasons", s.auth(s.putReason))
 	mux.HandleFunc("PATCH /api/v1/reasons/{code}", s.auth(s.putReason))

@@ -262,7 +262,7 @@ func TestOpenAPIDocument(t *testing.T) {
 	}
 	// Every route under /api/v1 is documented.
 	for _, p := range []string{"/equipment", "/equipment/{code}", "/equipment/{code}/oee", "/lines/{code}/oee", "/sites/{code}/oee", "/sites", "/sites/{code}", "/sites/{code}/shifts", "/lines", "/products", "/equipment/{code}/planned-stops",
-		"/equipment/{code}/timeline", "/equipment/{code}/downtime", "/equipment/{code}/counts", "/sites/{code}/shifts/{id}", "/recompute-failures", "/reasons", "/reasons/{code}", "/equipment/{code}/runs", "/equipment/{code}/runs/{id}", "/equipment/{code}/downtime-events", "/equipment/{code}/maintenance"} {
+		"/equipment/{code}/timeline", "/equipment/{code}/downtime", "/equipment/{code}/counts", "/sites/{code}/shifts/{id}", "/recompute-failures", "/reasons", "/reasons/{code}", "/equipment/{code}/runs", "/equipment/{code}/runs/{id}", "/equipment/{code}/downtime-events", "/equipment/{code}/maintenance", "/dead-letters"} {
 		if doc.Paths[p] == nil {
 			t.Errorf("openapi.json lacks %s", p)
 		}
@@ -548,5 +548,27 @@ func TestAddressingAndTheWholeLifecycle(t *testing.T) {
 	pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_log WHERE action = 'delete'`).Scan(&n)
 	if n != 4 {
 		t.Fatalf("%d deletions audited, want 4 (equipment, line, site, planned stop)", n)
+	}
+}
+
+// A tenant sees its own refused messages, not another's.
+func TestDeadLettersPerTenant(t *testing.T) {
+	pool := fixture(t)
+	if _, err := pool.Exec(context.Background(), `INSERT INTO dead_letter (kafka_partition, kafka_offset, tenant_id, received_at, reason, error, source, payload_bytes, payload_sha256)
+		VALUES (0, 7, 'a', '2026-11-25T08:00:00Z', 'invalid', 'tag: control character', 'mqtt:takt/v1/a/lyon/pack/line-1/filler-1', 120, 'ab'),
+		       (0, 8, 'b', '2026-11-25T08:00:00Z', 'invalid', 'other tenant', 'mqtt:takt/v1/b/x/y/z/w', 1, 'cd'),
+		       (0, 9, NULL, '2026-11-25T08:00:00Z', 'topic_mismatch', 'no tenant', 'mqtt:elsewhere', 1, 'ef')`); err != nil {
+		t.Fatal(err)
+	}
+	_, ts := newServer(t, pool)
+	var got struct {
+		DeadLetters []DeadLetter `json:"dead_letters"`
+	}
+	q := "/api/v1/dead-letters?from=2026-11-25T00:00:00Z&to=2026-11-26T00:00:00Z"
+	if code := call(t, ts, "GET", "tok-a", q, "", &got); code != 200 || len(got.DeadLetters) != 1 || got.DeadLetters[0].Error != "tag: control character" {
+		t.Fatalf("tenant a: %d %+v", code, got)
+	}
+	if code := call(t, ts, "GET", "tok-b", q+"&reason=too_large", "", &got); code != 200 || len(got.DeadLetters) != 0 {
+		t.Fatalf("tenant b, too_large: %d %+v", code, got)
 	}
 }

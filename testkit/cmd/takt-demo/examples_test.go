@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -236,6 +237,18 @@ INSERT INTO work_center (tenant_id, line_id, code, name) SELECT tenant_id, id, '
 		publish(e, state(e.start.Add(e.length), schemas.StateNotScheduled))
 	}
 
+	// Poison right in the middle: a tag with a NUL byte. It is refused (a dead letter
+	// the tenant sees through the API), and every example after it is still served.
+	seq++
+	poison := schemas.Envelope{Version: 1, Tenant: "pub", Site: "plant", Area: "area", Line: "line", Equipment: "poisoned", Agent: "publisher",
+		Samples: []schemas.Sample{{Seq: seq, Tag: "countXtotal", Role: schemas.RoleCounter, Counter: schemas.CounterTotal, TS: day0,
+			Kind: schemas.NumberValue, Value: 1, Quality: schemas.QualityGood}}}
+	pb, _ := schemas.Encode(&poison)
+	pb = bytes.Replace(pb, []byte("countXtotal"), []byte(`count\u0000total`), 1)
+	if tok := c.Publish(poison.Path().Topic(), 1, false, pb); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish: %v", tok.Error())
+	}
+
 	for _, e := range exs {
 		t.Run(e.source, func(t *testing.T) {
 			q := fmt.Sprintf("/equipment/%s/oee?bucket=hour&from=%s&to=%s", e.equipment, e.start.Format(time.RFC3339), e.start.Add(e.length).Format(time.RFC3339))
@@ -275,6 +288,26 @@ INSERT INTO work_center (tenant_id, line_id, code, name) SELECT tenant_id, id, '
 			t.Logf("%s: A %.4f P %.4f Q %.4f OEE %.4f", e.source, *got.Total.Availability, *got.Total.Performance, *got.Total.Quality, *got.Total.OEE)
 		})
 	}
+
+	t.Run("poison visible in the API", func(t *testing.T) {
+		var got struct {
+			DeadLetters []struct{ Reason, Error, Source string } `json:"dead_letters"`
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			api("GET", "/dead-letters?from="+time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)+"&to="+time.Now().Add(time.Hour).UTC().Format(time.RFC3339), "", &got)
+			if len(got.DeadLetters) == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("dead letters served: %+v", got.DeadLetters)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if d := got.DeadLetters[0]; d.Reason != "invalid" || !strings.Contains(d.Error, "control character") || !strings.Contains(d.Source, "/poisoned") {
+			t.Fatalf("dead letter %+v", d)
+		}
+	})
 
 	// What OEE depends on, changed through the API, changes the served figures of a
 	// past day within the aggregator's recompute interval.
