@@ -261,3 +261,73 @@ func MarkProductRuns(ctx context.Context, q Querier, product string) (int64, err
 		ON CONFLICT (tenant_id, equipment, day) DO UPDATE SET marked_at = now(), attempts = 0, not_before = '-infinity'`, product)
 	return tag.RowsAffected(), err
 }
+
+// ChangeRun moves a run (its start, its end: ending an open run, or reopening it with
+// a nil end and reopen set) and marks the days it touched before and after.
+func ChangeRun(ctx context.Context, q Querier, tenant, equipment string, id int64, start, end *time.Time, reopen bool) (before, after ProductionRun, err error) {
+	err = q.QueryRow(ctx, `SELECT x.id, p.code, x.start_time, x.end_time, x.order_id, x.batch_number
+		FROM production_run x JOIN equipment e ON e.id = x.equipment_id JOIN product p ON p.id = x.product_id
+		WHERE e.code = $1 AND x.id = $2 FOR UPDATE OF x`, equipment, id).
+		Scan(&before.ID, &before.Product, &before.Start, &before.End, &before.Order, &before.Batch)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return before, after, fmt.Errorf("%w: run %d of equipment %q", ErrNotFound, id, equipment)
+	}
+	if err != nil {
+		return before, after, err
+	}
+	after = before
+	if start != nil {
+		after.Start = *start
+	}
+	if end != nil {
+		after.End = end
+	} else if reopen {
+		after.End = nil
+	}
+	if after.End != nil && !after.End.After(after.Start) {
+		return before, after, fmt.Errorf("%w: the run would end before it starts", ErrInvalid)
+	}
+	var overlap bool
+	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM production_run x JOIN equipment e ON e.id = x.equipment_id
+		WHERE e.code = $1 AND x.id <> $4 AND x.start_time < coalesce($3::timestamptz, 'infinity') AND coalesce(x.end_time, 'infinity') > $2::timestamptz)`,
+		equipment, after.Start, after.End, id).Scan(&overlap); err != nil {
+		return before, after, err
+	}
+	if overlap {
+		return before, after, fmt.Errorf("%w: overlaps another run of equipment %q", ErrConflict, equipment)
+	}
+	if _, err := q.Exec(ctx, `UPDATE production_run SET start_time = $2, end_time = $3 WHERE id = $1`, id, after.Start, after.End); err != nil {
+		return before, after, err
+	}
+	for _, r := range []ProductionRun{before, after} {
+		if _, err := MarkChanged(ctx, q, Scope{Tenant: tenant, Equipment: equipment}, r.Start, orInfinity(r.End)); err != nil {
+			return before, after, err
+		}
+	}
+	return before, after, nil
+}
+
+// ErrInvalid is returned when a change makes no sense (an end before a start).
+var ErrInvalid = errors.New("invalid")
+
+// ChangeMaintenance updates (m non-nil) or deletes (m nil) a maintenance event and
+// returns it as it was.
+func ChangeMaintenance(ctx context.Context, q Querier, equipment string, id int64, m *MaintenanceEvent) (MaintenanceEvent, error) {
+	var before MaintenanceEvent
+	err := q.QueryRow(ctx, `SELECT x.id, x.kind, x.start_time, x.end_time, x.description, x.technician FROM maintenance_event x
+		JOIN equipment e ON e.id = x.equipment_id WHERE e.code = $1 AND x.id = $2 FOR UPDATE OF x`, equipment, id).
+		Scan(&before.ID, &before.Kind, &before.Start, &before.End, &before.Description, &before.Technician)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return before, fmt.Errorf("%w: maintenance event %d of equipment %q", ErrNotFound, id, equipment)
+	}
+	if err != nil {
+		return before, err
+	}
+	if m == nil {
+		_, err = q.Exec(ctx, `DELETE FROM maintenance_event WHERE id = $1`, id)
+		return before, err
+	}
+	_, err = q.Exec(ctx, `UPDATE maintenance_event SET kind = $2, start_time = $3, end_time = $4, description = $5, technician = $6 WHERE id = $1`,
+		id, m.Kind, m.Start, m.End, m.Description, m.Technician)
+	return before, err
+}

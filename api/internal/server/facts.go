@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -25,6 +26,8 @@ func storeError(err error) error {
 		return notFound(err.Error())
 	case errors.Is(err, store.ErrConflict):
 		return &apiError{http.StatusConflict, "conflict", err.Error()}
+	case errors.Is(err, store.ErrInvalid):
+		return &apiError{http.StatusBadRequest, "invalid", err.Error()}
 	}
 	return err
 }
@@ -250,4 +253,83 @@ func (s *Server) deadLetters(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"dead_letters": out})
+}
+
+// patchRun moves a production run: its start, or its end ("end": null reopens it).
+func (s *Server) patchRun(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		s.fail(w, r, badParam("id", "%q is not a run id", r.PathValue("id")))
+		return
+	}
+	var in map[string]json.RawMessage
+	if err := decodeBody(r, &in); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var start, end *time.Time
+	reopen := false
+	for k, v := range in {
+		switch k {
+		case "start", "end":
+			if k == "end" && string(v) == "null" {
+				reopen = true
+				continue
+			}
+			var t time.Time
+			if err := json.Unmarshal(v, &t); err != nil {
+				s.fail(w, r, badParam(k, "%s is not an RFC 3339 time", v))
+				return
+			}
+			if k == "start" {
+				start = &t
+			} else {
+				end = &t
+			}
+		default:
+			s.fail(w, r, badParam(k, "unknown field (a run's start and end can change)"))
+			return
+		}
+	}
+	s.change(w, r, "production_run", "update", http.StatusOK, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
+		before, after, err := store.ChangeRun(ctx, tx, tenantOf(ctx), r.PathValue("code"), id, start, end, reopen)
+		return strconv.FormatInt(id, 10), before, after, storeError(err)
+	})
+}
+
+// changeMaintenance replaces (PATCH, the whole event) or deletes a maintenance event.
+func (s *Server) changeMaintenance(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		s.fail(w, r, badParam("id", "%q is not an event id", r.PathValue("id")))
+		return
+	}
+	var in *store.MaintenanceEvent
+	if r.Method == http.MethodPatch {
+		in = &store.MaintenanceEvent{}
+		if err := decodeBody(r, in); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		switch {
+		case !maintenanceKinds[in.Kind]:
+			s.fail(w, r, badParam("kind", "%q: want preventive, corrective, predictive or inspection", in.Kind))
+			return
+		case in.Start.IsZero():
+			s.fail(w, r, badParam("start", "missing (an RFC 3339 time)"))
+			return
+		case in.End != nil && !in.End.After(in.Start):
+			s.fail(w, r, badParam("end", "must be after start"))
+			return
+		}
+		in.ID = id
+	}
+	action := map[string]string{http.MethodPatch: "update", http.MethodDelete: "delete"}[r.Method]
+	s.change(w, r, "maintenance_event", action, http.StatusOK, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
+		before, err := store.ChangeMaintenance(ctx, tx, r.PathValue("code"), id, in)
+		if in == nil {
+			return strconv.FormatInt(id, 10), before, nil, storeError(err)
+		}
+		return strconv.FormatInt(id, 10), before, in, storeError(err)
+	})
 }
