@@ -516,8 +516,8 @@ func (s *Sample) validate(i int) error {
 			return fieldErr(field("value"), s.Value, "must be a finite number")
 		}
 	case TextValue:
-		if s.Role != RoleMeasurement {
-			return fieldErr(field("text"), s.Text, "only a measurement may have a text value, not a %s", s.Role)
+		if s.Role != RoleMeasurement && s.Role != RoleProduct {
+			return fieldErr(field("text"), s.Text, "only a measurement or a product may have a text value, not a %s", s.Role)
 		}
 		if len(s.Text) > MaxTextLen || !utf8.ValidString(s.Text) {
 			return fieldErr(field("text"), nil, "must be valid UTF-8 of at most %d bytes", MaxTextLen)
@@ -555,6 +555,16 @@ func (s *Sample) validate(i int) error {
 		}
 		if s.Wrap != 0 && s.Kind == NumberValue && s.Value >= float64(s.Wrap) {
 			return fieldErr(field("value"), s.Value, "must be below the counter's wrap value %d", s.Wrap)
+		}
+	case RoleProduct:
+		if s.State != 0 || s.Reason != 0 || s.Counter != 0 || s.Wrap != 0 {
+			return fieldErr(field("role"), "product", "a product sample has no state, reason, counter or wrap")
+		}
+		if s.Kind == NumberValue {
+			return fieldErr(field("value"), s.Value, "a product is named by a text (its code), not a number")
+		}
+		if s.Kind == TextValue && s.Text != "" && CheckName(s.Text) != nil {
+			return fieldErr(field("text"), s.Text, "a product code: %v", CheckName(s.Text))
 		}
 	default:
 		return fieldErr(field("role"), s.Role.String(), "unknown role")

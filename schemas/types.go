@@ -21,9 +21,13 @@ const (
 	// RoleCounter is a cumulative part count (total, good or scrap). It can reset or
 	// wrap; consumers turn it into increments.
 	RoleCounter
+	// RoleProduct names, in Text, the product (its code) the equipment makes from the
+	// sample's time on, until the next product sample; an empty text means none (a
+	// changeover). The OEE of the time takes that product's ideal cycle time.
+	RoleProduct
 )
 
-var roleNames = [...]string{RoleMeasurement: "measurement", RoleState: "state", RoleCounter: "counter"}
+var roleNames = [...]string{RoleMeasurement: "measurement", RoleState: "state", RoleCounter: "counter", RoleProduct: "product"}
 
 func (r Role) String() string {
 	if int(r) < len(roleNames) && roleNames[r] != "" {
@@ -32,7 +36,7 @@ func (r Role) String() string {
 	return fmt.Sprintf("Role(%d)", uint8(r))
 }
 
-// ParseRole returns the Role named s ("measurement", "state" or "counter").
+// ParseRole returns the Role named s ("measurement", "state", "counter" or "product").
 func ParseRole(s string) (Role, error) {
 	for i, n := range roleNames {
 		if n != "" && n == s {

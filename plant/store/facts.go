@@ -35,6 +35,53 @@ func runs(ctx context.Context, q Querier, equipmentID int64, from, to, now time.
 	})
 }
 
+// productRuns derives runs from the product samples of an equipment over [from, to)
+// (the product carried in from before included): each product holds until the next
+// sample, "" is none. A product code the tenant has not registered takes the
+// equipment's ideal cycle time (fallback).
+func productRuns(ctx context.Context, q Querier, tenant, eq string, from, to, until time.Time, fallback time.Duration) ([]oee.Run, error) {
+	rows, err := q.Query(ctx, `
+		(SELECT o.ts, o.product, p.ideal_cycle_time_s FROM product_observation o
+		 LEFT JOIN product p ON p.tenant_id = o.tenant_id AND p.code = o.product
+		 WHERE o.tenant_id = $1 AND o.equipment = $2 AND o.ts < $3 ORDER BY o.ts DESC LIMIT 1)
+		UNION ALL
+		SELECT o.ts, o.product, p.ideal_cycle_time_s FROM product_observation o
+		LEFT JOIN product p ON p.tenant_id = o.tenant_id AND p.code = o.product
+		WHERE o.tenant_id = $1 AND o.equipment = $2 AND o.ts >= $3 AND o.ts < $4 ORDER BY 1`, tenant, eq, from, to)
+	if err != nil {
+		return nil, err
+	}
+	type obs struct {
+		ts      time.Time
+		product string
+		ict     *float64
+	}
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (obs, error) {
+		var o obs
+		err := row.Scan(&o.ts, &o.product, &o.ict)
+		return o, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []oee.Run
+	for i, o := range list {
+		end := until
+		if i+1 < len(list) {
+			end = list[i+1].ts
+		}
+		if o.product == "" || !end.After(o.ts) {
+			continue
+		}
+		ic := fallback
+		if o.ict != nil {
+			ic = seconds(*o.ict)
+		}
+		out = append(out, oee.Run{Span: oee.Span{Start: o.ts, End: end}, Product: o.product, IdealCycle: ic})
+	}
+	return out, nil
+}
+
 // stopCategories are the states a downtime event is made of.
 var stopCategories = map[schemas.StateCategory]bool{schemas.StateStoppedUnplanned: true, schemas.StateSetup: true,
 	schemas.StateIdle: true, schemas.StatePlannedDown: true}

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -80,7 +81,16 @@ func (d Day) String() string {
 // markForward is the SQL that marks, for observations given as arrays of (tenant,
 // equipment, ts), the UTC days from each ts up to the equipment's next state
 // observation (or now, $4), at most MaxCarryDays.
-var markForward = `
+var markForward = markForwardOf("state_observation")
+var markForwardProducts = markForwardOf("product_observation")
+
+// markForwardOf is markForward for the observations of table, each holding until the
+// next one of its equipment.
+func markForwardOf(table string) string {
+	return strings.Replace(markForwardSQL, "state_observation", table, 1)
+}
+
+var markForwardSQL = `
 INSERT INTO oee_dirty (tenant_id, equipment, day)
 SELECT DISTINCT o.t, o.e, d::date
 FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS o(t, e, ts)
@@ -106,6 +116,8 @@ func (s *Store) Save(ctx context.Context, envs []*schemas.Envelope) (states, rea
 		rKind              []int16
 		rTS                []time.Time
 		rVal, rWrap        []float64
+		pTenant, pEq, pPr  []string
+		pTS                []time.Time
 	)
 	for _, env := range envs {
 		for i := range env.Samples {
@@ -130,10 +142,15 @@ func (s *Store) Save(ctx context.Context, envs []*schemas.Envelope) (states, rea
 				rTenant, rEq, rTag = append(rTenant, env.Tenant), append(rEq, env.Equipment), append(rTag, smp.Tag)
 				rKind, rTS = append(rKind, int16(smp.Counter)), append(rTS, smp.TS)
 				rVal, rWrap = append(rVal, smp.Value), append(rWrap, float64(smp.Wrap))
+			case schemas.RoleProduct:
+				if smp.Quality == schemas.QualityBad {
+					continue // a failed read does not say the product changed
+				}
+				pTenant, pEq, pTS, pPr = append(pTenant, env.Tenant), append(pEq, env.Equipment), append(pTS, smp.TS), append(pPr, smp.Text)
 			}
 		}
 	}
-	if len(sTS)+len(rTS) == 0 {
+	if len(sTS)+len(rTS)+len(pTS) == 0 {
 		return 0, 0, nil
 	}
 	err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
@@ -145,6 +162,9 @@ func (s *Store) Save(ctx context.Context, envs []*schemas.Envelope) (states, rea
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::timestamptz[], $6::float8[], $7::float8[])
 			ON CONFLICT DO NOTHING`, rTenant, rEq, rTag, rKind, rTS, rVal, rWrap)
 		b.Queue(markForward, sTenant, sEq, sTS, s.now())
+		b.Queue(`INSERT INTO product_observation (tenant_id, equipment, ts, product)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[]) ON CONFLICT DO NOTHING`, pTenant, pEq, pTS, pPr)
+		b.Queue(markForwardProducts, pTenant, pEq, pTS, s.now())
 		// A reading's increment lands on its day, and a late reading changes the
 		// increment of the next reading of the same counter.
 		b.Queue(`INSERT INTO oee_dirty (tenant_id, equipment, day)
@@ -349,6 +369,11 @@ func (s *Store) compute(ctx context.Context, tx pgx.Tx, d Day, now time.Time) er
 	}
 	if eqID != 0 {
 		if cfg.Runs, err = runs(ctx, tx, eqID, from, to, now); err != nil {
+			return err
+		}
+	}
+	if len(cfg.Runs) == 0 { // no run entered: the products the line itself named
+		if cfg.Runs, err = productRuns(ctx, tx, d.Tenant, d.Equipment, from, to, until, cfg.IdealCycle); err != nil {
 			return err
 		}
 	}

@@ -249,3 +249,32 @@ func TestTwoProductsWithAChangeover(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// Runs from the line itself: product samples (a recipe the PLC names) make the runs
+// when none was entered, with the time without a product as changeover.
+func TestRunsFromProductSamples(t *testing.T) {
+	pool := testkit.NewDatabase(t).Pool(t)
+	register(t, pool) // filler-1, ideal cycle 1 s
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `INSERT INTO product (tenant_id, code, name, ideal_cycle_time_s) VALUES ('acme', 'cola', 'Cola', 0.5), ('acme', 'juice', 'Juice', 2)`); err != nil {
+		t.Fatal(err)
+	}
+	k := testkit.Kafka(t)
+	var seq uint64
+	product := func(ts time.Time, code string) *schemas.Envelope {
+		seq++
+		return &schemas.Envelope{Version: 1, Tenant: "acme", Site: "lyon", Area: "pack", Line: "line-1", Equipment: "filler-1", Agent: "gw",
+			Samples: []schemas.Sample{{Seq: seq, Tag: "recipe", Role: schemas.RoleProduct, TS: ts, Kind: schemas.TextValue, Text: code, Quality: schemas.QualityGood}}}
+	}
+	envs := changes("filler-1", &seq, h8, schemas.StateRunning, h8, 0, h8.Add(29*time.Minute), 3000, h8.Add(59*time.Minute), 3600)
+	envs = append(envs, product(h8, "cola"), product(h8.Add(30*time.Minute), ""), product(h8.Add(40*time.Minute), "juice"))
+	produce(t, k.Brokers(), envs)
+	run(t, pool, k.Brokers(), "agg")
+	r := hourOf(t, pool, "filler-1", h8, func(r row) bool { return r.total == 3600 && r.run == 3000 })
+	var setup, idealRun float64
+	pool.QueryRow(ctx, `SELECT setup_s, ideal_run_s FROM oee_window WHERE equipment = 'filler-1' AND granularity = 'hour' AND starts_at = $1`, h8).Scan(&setup, &idealRun)
+	if setup != 600 || idealRun != 3000*0.5+600*2 {
+		t.Fatalf("08:00: setup %v ideal %v (%+v)", setup, idealRun, r)
+	}
+	near(t, "performance", r.p, 2700.0/3000)
+}

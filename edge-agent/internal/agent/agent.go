@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -300,6 +301,18 @@ func toSample(m *mapping, r source.Reading) schemas.Sample {
 			} else {
 				s.Quality = schemas.QualityUncertain // a code the configuration does not know
 			}
+		}
+	case schemas.RoleProduct:
+		// The product code: a text, or a recipe number read as its decimal digits.
+		if s.Kind == schemas.NumberValue {
+			if s.Value < 0 || s.Value != math.Trunc(s.Value) || s.Value > 1<<53 {
+				s.Kind, s.Value, s.Quality = schemas.NoValue, 0, schemas.QualityBad
+			} else {
+				s.Kind, s.Text, s.Value = schemas.TextValue, strconv.FormatInt(int64(s.Value), 10), 0
+			}
+		}
+		if s.Kind == schemas.TextValue {
+			s.Text = strings.TrimSpace(s.Text)
 		}
 	case schemas.RoleCounter:
 		s.Counter = m.counter

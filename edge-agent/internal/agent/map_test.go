@@ -17,6 +17,7 @@ func TestToSample(t *testing.T) {
 		{Name: "total", Role: "counter", Counter: "total", Scale: 1, Wrap: 65536},
 		{Name: "lot", Role: "measurement", Scale: 1},
 		{Name: "good", Role: "counter", Counter: "good", Scale: 1}, // no wrap configured (an OPC UA tag)
+		{Name: "recipe", Role: "product", Scale: 1},
 	}
 	maps := mappingsOf(tags)
 	ts := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
@@ -38,6 +39,9 @@ func TestToSample(t *testing.T) {
 			schemas.Sample{Tag: "good", Role: schemas.RoleCounter, Kind: schemas.NumberValue, Value: 65535, Counter: schemas.CounterGood, Wrap: 65536, Quality: schemas.QualityGood}},
 		{"OPC UA UInt32 counter takes its type's wrap", source.Reading{Tag: 4, TS: ts, Value: source.Value{Num: 7, Wrap: 1 << 32}},
 			schemas.Sample{Tag: "good", Role: schemas.RoleCounter, Kind: schemas.NumberValue, Value: 7, Counter: schemas.CounterGood, Wrap: 1 << 32, Quality: schemas.QualityGood}},
+		{"product code", source.Reading{Tag: 5, TS: ts, Value: source.Value{Text: " cola-05 ", IsText: true}},
+			schemas.Sample{Tag: "recipe", Role: schemas.RoleProduct, Kind: schemas.TextValue, Text: "cola-05", Quality: schemas.QualityGood}},
+		{"recipe number", num(5, 17), schemas.Sample{Tag: "recipe", Role: schemas.RoleProduct, Kind: schemas.TextValue, Text: "17", Quality: schemas.QualityGood}},
 		{"text", source.Reading{Tag: 3, TS: ts, Value: source.Value{Text: "LOT-7", IsText: true}}, schemas.Sample{Tag: "lot", Role: schemas.RoleMeasurement, Kind: schemas.TextValue, Text: "LOT-7", Quality: schemas.QualityGood}},
 	}
 	for _, c := range cases {

@@ -115,7 +115,7 @@ type ModbusDevice struct {
 // Tag is one value read from a source.
 type Tag struct {
 	Name      string  `yaml:"name"`
-	Role      string  `yaml:"role"`       // measurement (default), state, counter
+	Role      string  `yaml:"role"`       // measurement (default), state, counter, product (the product code running: a text, or a recipe number)
 	Register  string  `yaml:"register"`   // holding (default), input, coil, discrete
 	Address   *int    `yaml:"address"`    // 0-based protocol address, 0..65535
 	Type      string  `yaml:"type"`       // bool, int16, uint16 (default), int32, uint32, int64, uint64, float32, float64, string
@@ -552,10 +552,10 @@ func (t Tag) validateModbus() []error {
 	default:
 		add("byte_order %q: want ABCD, DCBA, BADC or CDAB", t.ByteOrder)
 	}
-	if t.Type == "string" && t.Role != "measurement" {
-		add("type string: only a measurement can be text")
+	if t.Type == "string" && t.Role != "measurement" && t.Role != "product" {
+		add("type string: only a measurement or a product can be text")
 	}
-	if (t.Role == "state" || t.Role == "counter") && (t.Type == "float32" || t.Type == "float64") {
+	if (t.Role == "state" || t.Role == "counter" || t.Role == "product") && (t.Type == "float32" || t.Type == "float64") {
 		add("type %q: a %s must be an integer type", t.Type, t.Role)
 	}
 	return errs
@@ -589,8 +589,12 @@ func (t Tag) validateRole() []error {
 		if t.Scale != 1 || t.Offset != 0 {
 			add("scale/offset: a counter counts parts; scale and offset do not apply")
 		}
+	case "product":
+		if t.Counter != "" || t.States != nil || t.Scale != 1 || t.Offset != 0 {
+			add("role product: names the product running (a text, or a recipe number); counter, states, scale and offset do not apply")
+		}
 	default:
-		add("role %q: want measurement, state or counter", t.Role)
+		add("role %q: want measurement, state, counter or product", t.Role)
 	}
 	return errs
 }
