@@ -51,11 +51,14 @@ func previousRun(dir string) (*schemas.PreviousRun, error) {
 }
 
 // observe notes a good reading's time (and whether it is a state) before it is
-// buffered. The latest one to arrive sets the sources' clock; a failed read's time is
-// the agent's guess and sets nothing.
+// buffered. The newest source time seen sets the sources' clock (a value notified
+// again keeps the time it changed at, so arrival order says nothing); a failed
+// read's time is the agent's guess and sets nothing.
 func (l *lifeline) observe(ts time.Time, state bool) {
 	l.mu.Lock()
-	l.lastTS, l.lastLocal = ts, l.now()
+	if ts.After(l.lastTS) {
+		l.lastTS, l.lastLocal = ts, l.now()
+	}
 	if state && ts.After(l.lastState) {
 		l.lastState = ts
 	}
