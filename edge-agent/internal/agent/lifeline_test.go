@@ -45,7 +45,7 @@ func TestLifelineIgnoresOldTimesNotifiedAgain(t *testing.T) {
 	local := time.Date(2026, 12, 1, 4, 0, 0, 0, time.UTC)
 	l := &lifeline{path: filepath.Join(t.TempDir(), lifelineFile), incarnation: "run1", now: func() time.Time { return local }}
 	src := time.Date(2026, 11, 20, 11, 40, 0, 0, time.UTC)
-	l.observe(src, false)                      // a count at 11:40
+	l.observe(src, false)                     // a count at 11:40
 	l.observe(src.Add(-40*time.Minute), true) // the state, unchanged since 11:00, notified again
 	if got := l.until(); got.Before(src) {
 		t.Fatalf("until %s, before the newest reading %s", got, src)
