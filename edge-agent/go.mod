@@ -8,8 +8,8 @@ require (
 	github.com/prometheus/client_golang v1.23.2
 	github.com/simonvetter/modbus v1.6.4
 	golang.org/x/sync v0.25.0
-	gopkg.in/yaml.v3 v3.0.1
 	takt.dev/schemas v0.0.0
+	takt.dev/servicekit v0.0.0
 	takt.dev/testkit v0.0.0
 )
 
@@ -21,7 +21,7 @@ require (
 	github.com/gorilla/websocket v1.5.3 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
-	github.com/jackc/pgx/v5 v5.12.0 // indirect
+	github.com/jackc/pgx/v5 v5.13.0 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
 	github.com/klauspost/compress v1.20.4 // indirect
 	github.com/kr/text v0.2.0 // indirect
@@ -43,11 +43,13 @@ require (
 	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
+	gopkg.in/yaml.v3 v3.0.1 // indirect
 	takt.dev/migrations v0.0.0 // indirect
 )
 
 replace (
 	takt.dev/migrations => ../migrations
 	takt.dev/schemas => ../schemas
+	takt.dev/servicekit => ../servicekit
 	takt.dev/testkit => ../testkit
 )

@@ -11,29 +11,59 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sort"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 )
 
-// LoadYAML decodes the YAML file at path into cfg, which holds the defaults;
-// unknown fields are errors that name the file. An empty path leaves cfg as it is,
-// and so does an empty file.
+// LoadYAML decodes the YAML file at path into cfg, which holds the defaults. Every
+// unknown key and every value of the wrong kind is reported at once, each with its
+// line and its path in the file, the whole error naming the file. An empty path
+// leaves cfg as it is, and so does an empty file.
 func LoadYAML(path string, cfg any) error {
 	if path == "" {
 		return nil
 	}
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	dec := yaml.NewDecoder(f)
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%s: %w", path, err)
+	if err := DecodeYAML(data, cfg); err != nil {
+		return fmt.Errorf("%s:\n%w", path, err)
 	}
 	return nil
+}
+
+// plainTypes says what the decoder's Go types mean to whoever writes the file.
+var plainTypes = strings.NewReplacer("into time.Duration", "into a duration (such as 500ms, 30s, 5m)",
+	"into int64", "into a whole number", "into int", "into a whole number", "into uint64", "into a whole number",
+	"into uint16", "into a whole number from 0 to 65535", "into uint32", "into a whole number",
+	"into float64", "into a number", "into bool", "into true or false", "into []string", "into a list",
+	"into string", "into a text")
+
+// DecodeYAML decodes data into cfg, reporting every unknown key (CheckYAML) and every
+// value that does not fit its field, one per line.
+func DecodeYAML(data []byte, cfg any) error {
+	errs := CheckYAML(data, cfg)
+	var te *yaml.TypeError
+	if err := yaml.Unmarshal(data, cfg); errors.As(err, &te) {
+		for _, e := range te.Errors {
+			errs = append(errs, errors.New(plainTypes.Replace(e)))
+		}
+	} else if err != nil && !errors.Is(err, io.EOF) && len(errs) == 0 {
+		errs = append(errs, err)
+	}
+	sort.SliceStable(errs, func(i, j int) bool { return lineOf(errs[i]) < lineOf(errs[j]) })
+	return errors.Join(errs...)
+}
+
+// lineOf is the line an error from the YAML decoder names ("line 12: ..."), or 0.
+func lineOf(err error) int {
+	var n int
+	fmt.Sscanf(err.Error(), "line %d:", &n)
+	return n
 }
 
 // Serve serves h on ln until ctx ends, then shuts the server down, giving requests

@@ -31,8 +31,15 @@ func TestLoadYAML(t *testing.T) {
 		t.Fatalf("empty file: %v", err)
 	}
 	err := LoadYAML(write("bad.yaml", "adr: x\n"), &c)
-	if err == nil || !strings.Contains(err.Error(), "bad.yaml") || !strings.Contains(err.Error(), "field adr not found") {
+	if err == nil || !strings.Contains(err.Error(), "bad.yaml") || !strings.Contains(err.Error(), `line 1: adr: unknown key (did you mean "addr"?)`) {
 		t.Fatalf("unknown field: %v", err)
+	}
+	// Every fault at once, each with its line and path, in the file's words.
+	err = LoadYAML(write("worse.yaml", "adr: x\nevery: soon\nnested:\n  deep: 1\n"), &c)
+	for _, want := range []string{"line 1: adr: unknown key", "line 2: cannot unmarshal !!str `soon` into a duration", "line 3: nested: unknown key"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("want %q in:\n%v", want, err)
+		}
 	}
 	if err := LoadYAML("", &c); err != nil {
 		t.Fatal(err)

@@ -17,7 +17,7 @@ func TestConfigErrors(t *testing.T) {
 	}
 	cases := []struct{ yaml, want string }{
 		{"refresh_every: 100ms\n", "refresh_every 100ms: want 1s to 1h"},
-		{"max_gap: 1m\n", "field max_gap not found"},
+		{"max_gap: 1m\n", "line 1: max_gap: unknown key"},
 		{"batch_records: -1\n", "batch_records -1"},
 		{"database_url: 'postgres://x@[::1'\n", "database_url"},
 	}

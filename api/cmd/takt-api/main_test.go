@@ -53,7 +53,7 @@ func TestConfigErrors(t *testing.T) {
 	for yaml, want := range map[string]string{
 
 		"database_url: postgres://x@h/db\nread_replica_urls: ['postgres://x@[::1']\n": "read_replica_urls[0]",
-		"databse_url: postgres://x@h/db\n":                                            "field databse_url not found",
+		"databse_url: postgres://x@h/db\n":                                            "line 1: databse_url: unknown key (did you mean \"database_url\"?)",
 		"http_addr: 127.0.0.1:8080\n":                                                 "database_url: missing",
 	} {
 		os.WriteFile(f, []byte(yaml), 0o644)

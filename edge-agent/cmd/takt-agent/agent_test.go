@@ -473,7 +473,14 @@ func TestValidateNamesTheFault(t *testing.T) {
 			`tag "c": counter: unknown counter kind ""`},
 		{"agent: {id: gw, tenant: acme}\nmqtt: {url: 'tcp://b:1883'}\nbuffer: {when_full: wait}\nequipment: []\n",
 			`buffer.when_full "wait": want drop_oldest or pause`},
-		{"agent: {id: gw, tenant: acme}\nmqtt: {url: 'tcp://b:1883', qos: 2}\n", `field qos not found`},
+		{"agent: {id: gw, tenant: acme}\nmqtt: {url: 'tcp://b:1883', qos: 2}\n", `line 2: mqtt.qos: unknown key`},
+		// A misspelt key does not hide the other faults: every one, with its line.
+		{"agent: {id: gw, tenant: acme, heartbeat: often}\nmqtt: {url: 'tcp://b:1883'}\nequipment:\n  - site: s\n    area: a\n    line: l\n    code: press-1\n" +
+			"    opcua:\n      - name: plc\n        endpoint: opc.tcp://p:4840\n        securty_policy: Basic256Sha256\n        tags: [{name: speed, node_id: 'ns=2;s=Speed', role: speeed}]\n",
+			"line 1: cannot unmarshal !!str `often` into a duration (such as 500ms, 30s, 5m)\n" +
+				`line 11: equipment[0].opcua[0].securty_policy: unknown key (did you mean "security_policy"?)`},
+		{"agent: {id: gw, tenant: acme}\nmqtt: {url: 'tcp://b:1883'}\nequipment:\n  - {site: s, area: a, line: l, code: press-1, opcua: [{name: plc, endpoint: 'opc.tcp://p:4840', securty_policy: None, tags: [{name: speed, node_id: 'ns=2;s=Speed', role: speeed}]}]}\n",
+			`role "speeed": want measurement, state, counter or product`},
 	}
 	for i, c := range cases {
 		f := filepath.Join(dir, fmt.Sprintf("c%d.yaml", i))

@@ -5,7 +5,6 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/url"
@@ -18,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"takt.dev/schemas"
+	"takt.dev/servicekit"
 )
 
 // Config is the whole agent configuration.
@@ -149,16 +149,24 @@ func Load(path string) (*Config, error) {
 	return Parse(data)
 }
 
-// Parse decodes YAML (unknown fields are errors), fills defaults and validates.
+// Parse decodes YAML, fills defaults and validates, and reports every fault of the
+// file at once: unknown keys and values of the wrong kind with their line and path
+// (mqtt.securty_policy, with the keys that would fit), then what validation finds.
 func Parse(data []byte) (*Config, error) {
 	var c Config
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+	decodeErr := servicekit.DecodeYAML(data, &c)
+	// metrics_addr: "" disables the metrics endpoint; absent, it takes the default.
+	var probe struct {
+		Agent struct {
+			MetricsAddr *string `yaml:"metrics_addr"`
+		} `yaml:"agent"`
 	}
+	_ = yaml.Unmarshal(data, &probe)
 	c.defaults()
-	if err := c.Validate(); err != nil {
+	if p := probe.Agent.MetricsAddr; p != nil && *p == "" {
+		c.Agent.MetricsAddr = ""
+	}
+	if err := errors.Join(decodeErr, c.Validate()); err != nil {
 		return nil, err
 	}
 	return &c, nil

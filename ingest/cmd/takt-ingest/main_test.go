@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 
 func TestConfigErrorsNameTheField(t *testing.T) {
 	cases := []struct{ yaml, want string }{
-		{"kafka:\n  brokerz: [x]\n", "field brokerz not found"},
+		{"kafka:\n  brokerz: [x]\n", "line 2: kafka.brokerz: unknown key (did you mean \"brokers\"?)"},
 		{"kafka:\n  brokers: [x]\n  compression: brotli\nbridge:\n  mqtt_url: tcp://x:1\n  client_id: b\n", `kafka.compression = "brotli"`},
 		{"sink:\n  linger: soon\n", "soon"},
 		{"max_message_bytes: -5\n", "max_message_bytes = -5"},
