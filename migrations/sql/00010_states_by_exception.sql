@@ -37,6 +37,10 @@ END
 $$;
 -- +goose StatementEnd
 
+-- The day windows still open (computed before their end): what the aggregator's
+-- refresh looks for every minute.
+CREATE INDEX oee_window_open_days ON oee_window (ends_at) WHERE granularity = 'day' AND computed_through < ends_at;
+
 ALTER TABLE oee_dirty
     ADD COLUMN attempts integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
     ADD COLUMN last_error text,
@@ -52,6 +56,7 @@ DROP POLICY tenant_isolation ON oee_dirty;
 ALTER TABLE oee_dirty DISABLE ROW LEVEL SECURITY;
 DROP INDEX oee_dirty_claim;
 ALTER TABLE oee_dirty DROP COLUMN not_before, DROP COLUMN last_error, DROP COLUMN attempts;
+DROP INDEX oee_window_open_days;
 DELETE FROM oee_window WHERE good_count > total_count;
 ALTER TABLE oee_window ADD CHECK (good_count <= total_count);
 ALTER TABLE oee_window DROP COLUMN computed_through, DROP COLUMN anomalies, DROP COLUMN coverage, DROP COLUMN scheduled_s;
