@@ -69,15 +69,12 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	switch {
-	case in.Product == "":
+	if in.Product == "" {
 		s.fail(w, r, badParam("product", "missing (a product code)"))
 		return
-	case in.Start.IsZero():
-		s.fail(w, r, badParam("start", "missing (an RFC 3339 time)"))
-		return
-	case in.End != nil && !in.End.After(in.Start):
-		s.fail(w, r, badParam("end", "must be after start"))
+	}
+	if err := checkSpan(in.Start, in.End); err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	code := r.PathValue("code")
@@ -186,21 +183,33 @@ func (s *Server) downtimeEvents(w http.ResponseWriter, r *http.Request) {
 
 var maintenanceKinds = map[string]bool{"preventive": true, "corrective": true, "predictive": true, "inspection": true}
 
+// checkSpan checks a start that must be given and an end, if given, after it.
+func checkSpan(start time.Time, end *time.Time) error {
+	if start.IsZero() {
+		return badParam("start", "missing (an RFC 3339 time)")
+	}
+	if end != nil && !end.After(start) {
+		return badParam("end", "must be after start")
+	}
+	return nil
+}
+
+// checkMaintenance checks a maintenance event's kind and times.
+func checkMaintenance(m *store.MaintenanceEvent) error {
+	if !maintenanceKinds[m.Kind] {
+		return badParam("kind", "%q: want preventive, corrective, predictive or inspection", m.Kind)
+	}
+	return checkSpan(m.Start, m.End)
+}
+
 func (s *Server) createMaintenance(w http.ResponseWriter, r *http.Request) {
 	var in store.MaintenanceEvent
 	if err := decodeBody(r, &in); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	switch {
-	case !maintenanceKinds[in.Kind]:
-		s.fail(w, r, badParam("kind", "%q: want preventive, corrective, predictive or inspection", in.Kind))
-		return
-	case in.Start.IsZero():
-		s.fail(w, r, badParam("start", "missing (an RFC 3339 time)"))
-		return
-	case in.End != nil && !in.End.After(in.Start):
-		s.fail(w, r, badParam("end", "must be after start"))
+	if err := checkMaintenance(&in); err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	code := r.PathValue("code")
@@ -311,15 +320,8 @@ func (s *Server) changeMaintenance(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
-		switch {
-		case !maintenanceKinds[in.Kind]:
-			s.fail(w, r, badParam("kind", "%q: want preventive, corrective, predictive or inspection", in.Kind))
-			return
-		case in.Start.IsZero():
-			s.fail(w, r, badParam("start", "missing (an RFC 3339 time)"))
-			return
-		case in.End != nil && !in.End.After(in.Start):
-			s.fail(w, r, badParam("end", "must be after start"))
+		if err := checkMaintenance(in); err != nil {
+			s.fail(w, r, err)
 			return
 		}
 		in.ID = id
