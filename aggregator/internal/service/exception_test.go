@@ -18,6 +18,17 @@ import (
 	"takt.dev/testkit"
 )
 
+// one is an envelope of filler-1's single sample s, numbered from seq.
+func one(seq *uint64, s schemas.Sample) *schemas.Envelope {
+	*seq++
+	s.Seq = *seq
+	if s.Quality == 0 {
+		s.Quality = schemas.QualityGood
+	}
+	return &schemas.Envelope{Version: 1, Tenant: "acme", Site: "lyon", Area: "pack", Line: "line-1", Equipment: "filler-1", Agent: "gw",
+		Samples: []schemas.Sample{s}}
+}
+
 // changes is one equipment's events sent only when something changes, as OPC UA
 // subscriptions and Sparkplug B report: a state, and a total counter reading.
 func changes(eq string, seq *uint64, at ...any) []*schemas.Envelope {
@@ -145,10 +156,7 @@ INSERT INTO equipment (tenant_id, work_center_id, code, name, ideal_cycle_time_s
 	k := testkit.Kafka(t)
 	var seq uint64
 	good := func(ts time.Time, v int) *schemas.Envelope {
-		seq++
-		return &schemas.Envelope{Version: 1, Tenant: "acme", Site: "lyon", Area: "pack", Line: "line-1", Equipment: "filler-1", Agent: "gw",
-			Samples: []schemas.Sample{{Seq: seq, Tag: "count_good", Role: schemas.RoleCounter, Counter: schemas.CounterGood,
-				Value: float64(v), TS: ts, Kind: schemas.NumberValue, Quality: schemas.QualityGood}}}
+		return one(&seq, schemas.Sample{Tag: "count_good", Role: schemas.RoleCounter, Counter: schemas.CounterGood, Value: float64(v), TS: ts, Kind: schemas.NumberValue})
 	}
 	// filler-2 first: its failing day is the oldest mark, and must not block filler-1.
 	produce(t, k.Brokers(), changes("filler-2", &seq, h8, schemas.StateRunning))
@@ -262,9 +270,7 @@ func TestRunsFromProductSamples(t *testing.T) {
 	k := testkit.Kafka(t)
 	var seq uint64
 	product := func(ts time.Time, code string) *schemas.Envelope {
-		seq++
-		return &schemas.Envelope{Version: 1, Tenant: "acme", Site: "lyon", Area: "pack", Line: "line-1", Equipment: "filler-1", Agent: "gw",
-			Samples: []schemas.Sample{{Seq: seq, Tag: "recipe", Role: schemas.RoleProduct, TS: ts, Kind: schemas.TextValue, Text: code, Quality: schemas.QualityGood}}}
+		return one(&seq, schemas.Sample{Tag: "recipe", Role: schemas.RoleProduct, TS: ts, Kind: schemas.TextValue, Text: code})
 	}
 	envs := changes("filler-1", &seq, h8, schemas.StateRunning, h8, 0, h8.Add(29*time.Minute), 3000, h8.Add(59*time.Minute), 3600)
 	envs = append(envs, product(h8, "cola"), product(h8.Add(30*time.Minute), ""), product(h8.Add(40*time.Minute), "juice"))
