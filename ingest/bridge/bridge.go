@@ -22,12 +22,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/compress"
+	"golang.org/x/sync/semaphore"
 
 	"takt.dev/schemas"
 )
@@ -50,6 +52,7 @@ type Config struct {
 	Compression  string // none, gzip, snappy, lz4, zstd
 
 	QueueSize    int           // MQTT messages received but not yet acknowledged, at most
+	QueueBytes   int64         // ... and their payload bytes, at most (default 64 MiB; at least the decode limit)
 	BatchSize    int           // MQTT messages per Kafka write, at most
 	Linger       time.Duration // how long a batch waits to fill
 	MaxBackoff   time.Duration // longest wait between Kafka write retries
@@ -82,6 +85,9 @@ func (c Config) Defaults() Config {
 	if c.QueueSize <= 0 {
 		c.QueueSize = 5000
 	}
+	if c.QueueBytes <= 0 {
+		c.QueueBytes = 64 << 20
+	}
 	if c.BatchSize <= 0 {
 		c.BatchSize = 500
 	}
@@ -111,6 +117,8 @@ func (c Config) Validate() error {
 		return errors.New("kafka.brokers: missing")
 	case c.BatchSize > c.QueueSize:
 		return fmt.Errorf("bridge.batch_size = %d: larger than bridge.queue_size %d", c.BatchSize, c.QueueSize)
+	case c.QueueBytes < int64(max(c.Limits.MaxBytes, schemas.DefaultLimits.MaxBytes)):
+		return fmt.Errorf("bridge.queue_bytes = %d: smaller than one message at max_message_bytes (%d)", c.QueueBytes, max(c.Limits.MaxBytes, schemas.DefaultLimits.MaxBytes))
 	case schemas.DeadLetterBound(c.DeadLetterPayload)+schemas.MaxDeadLetterSource+1024 > c.writerBytes():
 		return fmt.Errorf("dead_letter.max_payload_bytes = %d: its dead letters (up to %d bytes) would not fit a Kafka write of %d bytes (max_message_bytes + 64 KiB)",
 			c.DeadLetterPayload, schemas.DeadLetterBound(c.DeadLetterPayload), c.writerBytes())
@@ -169,7 +177,11 @@ type Bridge struct {
 	now    func() time.Time
 	writer *kafka.Writer
 	in     chan mqtt.Message
-	stop   chan struct{} // closed when intake stops
+	qbytes *semaphore.Weighted // payload bytes received and not yet acknowledged
+	queued atomic.Int64
+	stop   chan struct{}   // closed when intake stops
+	halt   context.Context // done when intake stops
+	cancel context.CancelFunc
 	once   sync.Once
 	conn   sync.Mutex
 	ready  bool
@@ -184,8 +196,9 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Bridge, erro
 	comp, _ := codec(cfg.Compression)
 	b := &Bridge{
 		cfg: cfg, log: log, m: newMetrics(reg), now: time.Now,
-		in: make(chan mqtt.Message, cfg.QueueSize), stop: make(chan struct{}),
+		in: make(chan mqtt.Message, cfg.QueueSize), stop: make(chan struct{}), qbytes: semaphore.NewWeighted(cfg.QueueBytes),
 	}
+	b.halt, b.cancel = context.WithCancel(context.Background())
 	b.cfg.Limits.Now = func() time.Time { return b.now() } // samples outside the timestamp window are dead letters
 	b.writer = &kafka.Writer{
 		Addr:         kafka.TCP(cfg.KafkaBrokers...),
@@ -264,7 +277,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 
 	err := b.loop(ctx)
 
-	b.once.Do(func() { close(b.stop) })
+	b.once.Do(func() { close(b.stop); b.cancel() })
 	drainCtx, cancel := context.WithTimeout(context.Background(), b.cfg.DrainTimeout)
 	defer cancel()
 	for len(b.in) > 0 && drainCtx.Err() == nil {
@@ -283,7 +296,16 @@ func (b *Bridge) Run(ctx context.Context) error {
 
 // receive is paho's message handler: it queues the message for the batch loop, or
 // blocks while the queue is full, which stops paho reading from the broker.
+// The queue is bounded by count (QueueSize) and by payload bytes (QueueBytes).
 func (b *Bridge) receive(_ mqtt.Client, msg mqtt.Message) {
+	n := b.weight(msg)
+	if !b.qbytes.TryAcquire(n) {
+		b.m.queueFull.Inc()
+		if b.qbytes.Acquire(b.halt, n) != nil {
+			return // stopping: left unacknowledged, the broker delivers it again
+		}
+	}
+	b.m.queueBytes.Set(float64(b.queued.Add(n)))
 	select {
 	case b.in <- msg:
 		b.m.queueDepth.Set(float64(len(b.in)))
@@ -295,6 +317,11 @@ func (b *Bridge) receive(_ mqtt.Client, msg mqtt.Message) {
 	case b.in <- msg:
 	case <-b.stop: // left unacknowledged: the broker delivers it again
 	}
+}
+
+// weight is what a message counts against QueueBytes.
+func (b *Bridge) weight(msg mqtt.Message) int64 {
+	return min(int64(len(msg.Payload()))+1, b.cfg.QueueBytes)
 }
 
 func (b *Bridge) loop(ctx context.Context) error {
@@ -378,6 +405,9 @@ func (b *Bridge) process(ctx context.Context, batch []mqtt.Message) error {
 		}
 		b.m.samples.Add(float64(samples[i]))
 		msg.Ack()
+		n := b.weight(msg)
+		b.qbytes.Release(n)
+		b.m.queueBytes.Set(float64(b.queued.Add(-n)))
 	}
 	b.m.messages.Add(float64(len(batch)))
 	return nil

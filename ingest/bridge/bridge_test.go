@@ -357,3 +357,48 @@ func TestBridgeDeadLettersAnOversizedMessage(t *testing.T) {
 		t.Fatalf("takt_bridge_dead_letters_total{reason=too_large} = %v", v)
 	}
 }
+
+// The queue of unacknowledged messages is bounded by bytes too: while Kafka is away
+// the bridge holds at most bridge.queue_bytes of payload, stops reading from the
+// broker (which keeps the rest), says so in metrics, and catches up when Kafka is back.
+func TestQueueIsBoundedByBytes(t *testing.T) {
+	mq := testkit.Mosquitto(t)
+	k := testkit.Kafka(t)
+	limit := int64(1<<20 + 1<<10)
+	_, reg, stop := startBridge(t, bridge.Config{BrokerURL: mq.URL(), ClientID: "bridge-" + t.Name(), Group: "g-bytes", KafkaBrokers: k.Brokers(),
+		QueueBytes: limit, BatchSize: 1, MaxBackoff: 100 * time.Millisecond})
+	defer stop()
+	k.Proxy.Cut()
+	pub := publisher(t, mq.URL())
+	big := []byte(strings.Repeat("y", 300<<10)) // refused (not JSON): dead letters, once Kafka is back
+	for range 8 {
+		publish(t, pub, path.Topic(), big)
+	}
+	gauge := func(name string) float64 {
+		mfs, _ := reg.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() == name {
+				m := mf.GetMetric()[0]
+				if m.GetGauge() != nil {
+					return m.GetGauge().GetValue()
+				}
+				return m.GetCounter().GetValue()
+			}
+		}
+		return -1
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for gauge("takt_bridge_queue_full_total") < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the queue never filled: %v bytes queued", gauge("takt_bridge_queue_bytes"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if q := gauge("takt_bridge_queue_bytes"); q > float64(limit) || q < 3*300<<10 {
+		t.Fatalf("%v bytes queued, want at most %d (and the queue full)", q, limit)
+	}
+	k.Proxy.Restore()
+	if n := len(readTopic(t, k.Brokers(), schemas.KafkaDeadLetter, 8)); n != 8 {
+		t.Fatalf("%d of 8 messages reached Kafka", n)
+	}
+}

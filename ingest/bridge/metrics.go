@@ -14,6 +14,7 @@ type metrics struct {
 	retries       prometheus.Counter
 	queueFull     prometheus.Counter
 	queueDepth    prometheus.Gauge
+	queueBytes    prometheus.Gauge
 	connected     prometheus.Gauge
 	disconnects   prometheus.Counter
 	batchMessages prometheus.Histogram
@@ -34,6 +35,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Kafka writes retried after a failure."}),
 		queueFull: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_bridge_queue_full_total",
 			Help: "Times the bounded queue of unacknowledged messages was full, so the bridge stopped reading from the broker."}),
+		queueBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "takt_bridge_queue_bytes",
+			Help: "Payload bytes received from MQTT and not yet acknowledged (bounded by bridge.queue_bytes)."}),
 		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{Name: "takt_bridge_queue_depth",
 			Help: "MQTT messages received and not yet written to Kafka."}),
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{Name: "takt_bridge_mqtt_connected",
@@ -46,7 +49,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Latency of successful Kafka writes (acks=all).", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.messages, m.samples, m.deadLetters, m.retries, m.queueFull, m.queueDepth,
+		reg.MustRegister(m.queueBytes, m.messages, m.samples, m.deadLetters, m.retries, m.queueFull, m.queueDepth,
 			m.connected, m.disconnects, m.batchMessages, m.writeSeconds, m.statuses)
 	}
 	for _, r := range schemas.Reasons() {

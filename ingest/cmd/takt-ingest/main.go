@@ -71,6 +71,7 @@ type Config struct {
 		Username     string        `yaml:"username"`
 		Password     string        `yaml:"password"`
 		QueueSize    int           `yaml:"queue_size"`
+		QueueBytes   int64         `yaml:"queue_bytes"`
 		BatchSize    int           `yaml:"batch_size"`
 		Linger       time.Duration `yaml:"linger"`
 	} `yaml:"bridge"`
@@ -123,7 +124,7 @@ func (c *Config) bridgeConfig() bridge.Config {
 		Subscription: c.Bridge.Subscription, Topics: c.Bridge.Topics,
 		Username: c.Bridge.Username, Password: c.Bridge.Password,
 		KafkaBrokers: c.Kafka.Brokers, Compression: c.Kafka.Compression,
-		QueueSize: c.Bridge.QueueSize, BatchSize: c.Bridge.BatchSize, Linger: c.Bridge.Linger, Limits: c.limits(),
+		QueueSize: c.Bridge.QueueSize, QueueBytes: c.Bridge.QueueBytes, BatchSize: c.Bridge.BatchSize, Linger: c.Bridge.Linger, Limits: c.limits(),
 		DeadLetterPayload: c.DeadLetter.MaxPayloadBytes,
 	}
 }
