@@ -4,6 +4,8 @@ GO ?= go
 # Every module of the workspace, in go.work order.
 MODULES = $(shell $(GO) list -m -f '{{.Dir}}')
 TEST_TIMEOUT ?= 20m
+# make test fuzzes every target this long; make fuzz, FUZZTIME.
+TEST_FUZZTIME ?= 3s
 
 .PHONY: all deps build vet test bench fuzz demo tidy
 
@@ -22,15 +24,20 @@ vet:
 # start privately (see testkit/).
 test: deps build vet
 	@set -e; for d in $(MODULES); do echo "== test $$(basename $$d)"; (cd $$d && $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...); done
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
 
 # Benchmarks; prints `BENCH <name> <value> <unit>` lines (full output on stderr).
 bench: deps
 	@./scripts/bench.sh
 
-# A short run of every fuzz target (FUZZTIME each).
+# A run of every fuzz target, FUZZTIME each (make test runs each for TEST_FUZZTIME).
 FUZZTIME ?= 30s
+FUZZ_TARGETS = schemas:.:FuzzDecode schemas:.:FuzzDecodeStatus schemas:.:FuzzParseTopic \
+	edge-agent:./internal/config:FuzzParse edge-agent:./internal/buffer:FuzzRecoverSegment \
+	plant:./oee:FuzzComputeNanoseconds
 fuzz:
-	cd schemas && $(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) .
+	@set -e; for t in $(FUZZ_TARGETS); do mod=$${t%%:*}; rest=$${t#*:}; pkg=$${rest%%:*}; fn=$${rest#*:}; \
+		echo "== fuzz $$mod $$pkg $$fn"; (cd $$mod && $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg); done
 
 # The pipeline with embedded defaults; Ctrl-C stops it.
 demo: deps
