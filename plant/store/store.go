@@ -530,9 +530,15 @@ func intervals(ctx context.Context, q Querier, tenant, eq string, from, to time.
 // Intervals returns the state intervals of one equipment clipped to [from, to), as
 // the windows are computed from them (now ends the last one).
 func Intervals(ctx context.Context, q Querier, tenant, eq string, from, to, now time.Time) ([]oee.StateInterval, error) {
-	_, maxAge, _, err := equipment(ctx, q, tenant, eq)
-	if err != nil {
+	// Only the opt-in staleness limit matters here, not the whole calendar.
+	var age *float64
+	err := q.QueryRow(ctx, `SELECT state_max_age_s FROM equipment WHERE tenant_id = $1 AND code = $2`, tenant, eq).Scan(&age)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return nil, err
+	}
+	var maxAge time.Duration
+	if age != nil {
+		maxAge = seconds(*age)
 	}
 	until := now
 	if to.Before(until) {
