@@ -210,9 +210,7 @@ func TestTwoProductsWithAChangeover(t *testing.T) {
 	pool := testkit.NewDatabase(t).Pool(t)
 	register(t, pool) // filler-1, ideal cycle 1 s
 	ctx := context.Background()
-	if _, err := pool.Exec(ctx, `INSERT INTO product (tenant_id, code, name, ideal_cycle_time_s) VALUES ('acme', 'cola', 'Cola', 0.5), ('acme', 'juice', 'Juice', 2)`); err != nil {
-		t.Fatal(err)
-	}
+	addProducts(t, pool)
 	for _, r := range []store.ProductionRun{
 		{Product: "cola", Start: h8, End: ptr(h8.Add(30 * time.Minute))},
 		{Product: "juice", Start: h8.Add(40 * time.Minute), End: ptr(h8.Add(3 * time.Hour))},
@@ -264,9 +262,7 @@ func TestRunsFromProductSamples(t *testing.T) {
 	pool := testkit.NewDatabase(t).Pool(t)
 	register(t, pool) // filler-1, ideal cycle 1 s
 	ctx := context.Background()
-	if _, err := pool.Exec(ctx, `INSERT INTO product (tenant_id, code, name, ideal_cycle_time_s) VALUES ('acme', 'cola', 'Cola', 0.5), ('acme', 'juice', 'Juice', 2)`); err != nil {
-		t.Fatal(err)
-	}
+	addProducts(t, pool)
 	k := testkit.Kafka(t)
 	var seq uint64
 	product := func(ts time.Time, code string) *schemas.Envelope {
@@ -283,4 +279,12 @@ func TestRunsFromProductSamples(t *testing.T) {
 		t.Fatalf("08:00: setup %v ideal %v (%+v)", setup, idealRun, r)
 	}
 	near(t, "performance", r.p, 2700.0/3000)
+}
+
+// addProducts registers cola (ideal cycle 0.5 s) and juice (2 s) for acme.
+func addProducts(t *testing.T, pool *pgxpool.Pool) {
+	t.Helper()
+	if _, err := pool.Exec(context.Background(), `INSERT INTO product (tenant_id, code, name, ideal_cycle_time_s) VALUES ('acme', 'cola', 'Cola', 0.5), ('acme', 'juice', 'Juice', 2)`); err != nil {
+		t.Fatal(err)
+	}
 }
