@@ -90,7 +90,7 @@ func (l Limits) Decode(data []byte) (*Envelope, error) {
 	}
 	env := &Envelope{
 		Version: w.Version, Tenant: w.Tenant, Site: w.Site, Area: w.Area, Line: w.Line,
-		Equipment: w.Equipment, Agent: w.Agent, Samples: make([]Sample, len(w.Samples)),
+		Equipment: w.Equipment, Agent: w.Agent, Incarnation: w.Incarnation, Samples: make([]Sample, len(w.Samples)),
 	}
 	for i := range w.Samples {
 		if err := w.Samples[i].toSample(i, &env.Samples[i]); err != nil {
@@ -133,6 +133,10 @@ func AppendEncode(dst []byte, e *Envelope) ([]byte, error) {
 	} {
 		b = append(b, f.k...)
 		b = appendString(b, f.v)
+	}
+	if e.Incarnation != "" {
+		b = append(b, `,"incarnation":`...)
+		b = appendString(b, e.Incarnation)
 	}
 	b = append(b, `,"samples":[`...)
 	for i := range e.Samples {
@@ -227,14 +231,15 @@ func appendString(b []byte, s string) []byte {
 }
 
 type wireEnvelope struct {
-	Version   int          `json:"version"`
-	Tenant    string       `json:"tenant"`
-	Site      string       `json:"site"`
-	Area      string       `json:"area"`
-	Line      string       `json:"line"`
-	Equipment string       `json:"equipment"`
-	Agent     string       `json:"agent"`
-	Samples   []wireSample `json:"samples"`
+	Version     int          `json:"version"`
+	Tenant      string       `json:"tenant"`
+	Site        string       `json:"site"`
+	Area        string       `json:"area"`
+	Line        string       `json:"line"`
+	Equipment   string       `json:"equipment"`
+	Agent       string       `json:"agent"`
+	Incarnation string       `json:"incarnation"`
+	Samples     []wireSample `json:"samples"`
 }
 
 type wireSample struct {
@@ -448,6 +453,11 @@ func (e *Envelope) Validate() error {
 	}
 	if err := CheckName(e.Agent); err != nil {
 		return fieldErr("agent", e.Agent, "%v", err)
+	}
+	if e.Incarnation != "" {
+		if err := CheckName(e.Incarnation); err != nil {
+			return fieldErr("incarnation", e.Incarnation, "%v", err)
+		}
 	}
 	if len(e.Samples) == 0 {
 		return fieldErr("samples", nil, "an envelope holds at least one sample")

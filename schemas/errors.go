@@ -34,11 +34,16 @@ const (
 	// than the receiver accepts (Limits.MaxAge, Limits.MaxAhead): a PLC clock gone
 	// wrong, which would otherwise make a partition for every day it names.
 	ReasonOutOfWindow Reason = "ts_out_of_window"
+	// ReasonIdentityConflict: an envelope has the identity (tenant, agent,
+	// incarnation, first seq) of one already stored but not its content (sample
+	// count or last seq): not a resend but a different envelope. The stored one is
+	// kept; this one is set aside for an operator.
+	ReasonIdentityConflict Reason = "identity_conflict"
 )
 
 // Reasons lists every Reason, so that counters can be created for each up front.
 func Reasons() []Reason {
-	return []Reason{ReasonTooLarge, ReasonMalformed, ReasonUnsupportedVersion, ReasonInvalid, ReasonTopicMismatch, ReasonRejectedByDatabase, ReasonOutOfWindow}
+	return []Reason{ReasonTooLarge, ReasonMalformed, ReasonUnsupportedVersion, ReasonInvalid, ReasonTopicMismatch, ReasonRejectedByDatabase, ReasonOutOfWindow, ReasonIdentityConflict}
 }
 
 // DecodeError is what Decode returns for bytes it cannot accept.

@@ -203,7 +203,14 @@ type Envelope struct {
 	Line      string
 	Equipment string
 	Agent     string
-	Samples   []Sample
+	// Incarnation names the run of the agent that built the envelope (optional; a
+	// new one at every start of the agent). With Tenant, Agent and the first
+	// sample's Seq it is the envelope's identity, by which receivers drop
+	// duplicates: an agent whose seq starts over (a re-imaged gateway, a lost
+	// buffer) makes new identities, not duplicates of its old envelopes. An
+	// envelope is resent only whole and unchanged, so its incarnation too.
+	Incarnation string
+	Samples     []Sample
 }
 
 // Path returns where the envelope's equipment sits in the namespace.

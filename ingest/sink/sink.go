@@ -324,32 +324,27 @@ func (s *Sink) commit(ctx context.Context, partition int, batch []item) (result,
 	}
 	defer tx.Rollback(context.Background())
 
-	// 1. Claim the envelopes: the ones already present are duplicates.
-	var tenants, agents []string
-	var firsts, lasts []int64
-	var counts []int32
+	// 1. Claim the envelopes: the ones already present are duplicates, or conflicts
+	// when the stored claim does not match.
+	var claims claimSet
 	for _, it := range batch {
-		if it.env == nil {
-			continue
+		if it.env != nil {
+			claims.add(it.env)
 		}
-		e := it.env
-		tenants = append(tenants, e.Tenant)
-		agents = append(agents, e.Agent)
-		firsts = append(firsts, int64(e.Samples[0].Seq))
-		lasts = append(lasts, int64(e.Samples[len(e.Samples)-1].Seq))
-		counts = append(counts, int32(len(e.Samples)))
 	}
 	fresh := map[envelopeID]bool{}
-	if len(tenants) > 0 {
-		rows, err := tx.Query(ctx, `INSERT INTO sink_envelope (tenant_id, agent, first_seq, last_seq, samples)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::int[])
-			ON CONFLICT DO NOTHING RETURNING tenant_id, agent, first_seq`, tenants, agents, firsts, lasts, counts)
+	stored := map[envelopeID]claim{}
+	if len(claims.tenants) > 0 {
+		rows, err := tx.Query(ctx, `INSERT INTO sink_envelope (tenant_id, agent, incarnation, first_seq, last_seq, samples)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::int[])
+			ON CONFLICT DO NOTHING RETURNING tenant_id, agent, incarnation, first_seq`,
+			claims.tenants, claims.agents, claims.incarnations, claims.firsts, claims.lasts, claims.counts)
 		if err != nil {
 			return res, err
 		}
 		for rows.Next() {
 			var id envelopeID
-			if err := rows.Scan(&id.tenant, &id.agent, &id.first); err != nil {
+			if err := rows.Scan(&id.tenant, &id.agent, &id.incarnation, &id.first); err != nil {
 				rows.Close()
 				return res, err
 			}
@@ -358,6 +353,11 @@ func (s *Sink) commit(ctx context.Context, partition int, batch []item) (result,
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return res, err
+		}
+		if len(fresh) < len(claims.tenants) {
+			if stored, err = storedClaims(ctx, tx, batch, fresh); err != nil {
+				return res, err
+			}
 		}
 	}
 
@@ -372,10 +372,15 @@ func (s *Sink) commit(ctx context.Context, partition int, batch []item) (result,
 		}
 		id := idOf(it.env)
 		if !fresh[id] {
+			if c, ok := stored[id]; ok && c != claimOf(it.env) {
+				dead = append(dead, s.deadLetter(it.msg, conflictError(id, c, it.env)))
+				continue
+			}
 			res.duplicates++
 			continue
 		}
-		delete(fresh, id) // a second copy in the same batch is a duplicate too
+		delete(fresh, id) // a second copy in the same batch is a duplicate (or a conflict) too
+		stored[id] = claimOf(it.env)
 		todo = append(todo, it.env)
 	}
 	if len(todo) > 0 {
@@ -404,34 +409,49 @@ func (s *Sink) commitOneByOne(ctx context.Context, partition int, batch []item) 
 	}
 	defer tx.Rollback(context.Background())
 	var dead []kafka.Message
-	seen := map[envelopeID]bool{}
+	seen := map[envelopeID]claim{}
 	for _, it := range batch {
 		if it.env == nil {
 			dead = append(dead, s.deadLetter(it.msg, it.err))
 			continue
 		}
-		id := idOf(it.env)
-		if seen[id] {
+		id, mine := idOf(it.env), claimOf(it.env)
+		if c, ok := seen[id]; ok {
+			if c != mine {
+				dead = append(dead, s.deadLetter(it.msg, conflictError(id, c, it.env)))
+				continue
+			}
 			res.duplicates++
 			continue
 		}
-		seen[id] = true
 		sp, err := tx.Begin(ctx) // a savepoint
 		if err != nil {
 			return res, err
 		}
-		tag, err := sp.Exec(ctx, `INSERT INTO sink_envelope (tenant_id, agent, first_seq, last_seq, samples)
-			VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, id.tenant, id.agent, id.first,
-			int64(it.env.Samples[len(it.env.Samples)-1].Seq), len(it.env.Samples))
+		var c claim
+		err = sp.QueryRow(ctx, `WITH claimed AS (
+				INSERT INTO sink_envelope (tenant_id, agent, incarnation, first_seq, last_seq, samples)
+				VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING last_seq, samples)
+			SELECT last_seq, samples, true FROM claimed
+			UNION ALL
+			SELECT last_seq, samples, false FROM sink_envelope
+			WHERE tenant_id = $1 AND agent = $2 AND incarnation = $3 AND first_seq = $4 AND NOT EXISTS (SELECT 1 FROM claimed)`,
+			id.tenant, id.agent, id.incarnation, id.first, mine.last, mine.samples).Scan(&c.last, &c.samples, &c.fresh)
 		if err != nil {
 			sp.Rollback(ctx)
 			return res, err
 		}
-		if tag.RowsAffected() == 0 {
+		if !c.fresh {
 			sp.Rollback(ctx)
+			seen[id] = claim{last: c.last, samples: c.samples}
+			if seen[id] != mine {
+				dead = append(dead, s.deadLetter(it.msg, conflictError(id, seen[id], it.env)))
+				continue
+			}
 			res.duplicates++
 			continue
 		}
+		seen[id] = mine
 		n, err := copySamples(ctx, sp, []*schemas.Envelope{it.env})
 		if err != nil {
 			sp.Rollback(ctx)
@@ -533,13 +553,76 @@ func unixDay(t time.Time) int64 {
 	return d
 }
 
+// envelopeID is an envelope's identity: a resend has the same one.
 type envelopeID struct {
-	tenant, agent string
-	first         int64
+	tenant, agent, incarnation string
+	first                      int64
 }
 
 func idOf(e *schemas.Envelope) envelopeID {
-	return envelopeID{e.Tenant, e.Agent, int64(e.Samples[0].Seq)}
+	return envelopeID{e.Tenant, e.Agent, e.Incarnation, int64(e.Samples[0].Seq)}
+}
+
+// claim is what sink_envelope keeps of an envelope besides its identity: a resend
+// matches it, a different envelope with the same identity does not.
+type claim struct {
+	last    int64
+	samples int32
+	fresh   bool // only while reading a claim back: whether this insert made it
+}
+
+func claimOf(e *schemas.Envelope) claim {
+	return claim{last: int64(e.Samples[len(e.Samples)-1].Seq), samples: int32(len(e.Samples))}
+}
+
+// claimSet holds a batch's claims as the columns of one unnest insert.
+type claimSet struct {
+	tenants, agents, incarnations []string
+	firsts, lasts                 []int64
+	counts                        []int32
+}
+
+func (c *claimSet) add(e *schemas.Envelope) {
+	id, cl := idOf(e), claimOf(e)
+	c.tenants, c.agents, c.incarnations = append(c.tenants, id.tenant), append(c.agents, id.agent), append(c.incarnations, id.incarnation)
+	c.firsts, c.lasts, c.counts = append(c.firsts, id.first), append(c.lasts, cl.last), append(c.counts, cl.samples)
+}
+
+// storedClaims reads back the claims of the batch's envelopes that this
+// transaction did not make (fresh): they were stored before.
+func storedClaims(ctx context.Context, tx pgx.Tx, batch []item, fresh map[envelopeID]bool) (map[envelopeID]claim, error) {
+	var old claimSet
+	for _, it := range batch {
+		if it.env != nil && !fresh[idOf(it.env)] {
+			old.add(it.env)
+		}
+	}
+	rows, err := tx.Query(ctx, `SELECT e.tenant_id, e.agent, e.incarnation, e.first_seq, e.last_seq, e.samples
+		FROM sink_envelope e JOIN unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS k(t, a, i, f)
+		ON e.tenant_id = k.t AND e.agent = k.a AND e.incarnation = k.i AND e.first_seq = k.f`,
+		old.tenants, old.agents, old.incarnations, old.firsts)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[envelopeID]claim{}
+	for rows.Next() {
+		var id envelopeID
+		var c claim
+		if err := rows.Scan(&id.tenant, &id.agent, &id.incarnation, &id.first, &c.last, &c.samples); err != nil {
+			return nil, err
+		}
+		out[id] = c
+	}
+	return out, rows.Err()
+}
+
+// conflictError says how an envelope differs from the stored one of its identity.
+func conflictError(id envelopeID, stored claim, e *schemas.Envelope) error {
+	got := claimOf(e)
+	return &schemas.DecodeError{Reason: schemas.ReasonIdentityConflict, Err: fmt.Errorf(
+		"agent %q incarnation %q first seq %d is already stored with %d samples up to seq %d; this envelope has %d samples up to seq %d (a different envelope under the same identity: an agent whose seq started over without a new incarnation?)",
+		id.agent, id.incarnation, id.first, stored.samples, stored.last, got.samples, got.last)}
 }
 
 // isDataError reports whether PostgreSQL refused the data itself (SQLSTATE classes

@@ -323,3 +323,90 @@ func TestNoPartitionsOutsideTheWindow(t *testing.T) {
 		t.Fatalf("%d partitions made, %d rows in the default partition; want at most 1 (today's) and 3", after-before, inDefault)
 	}
 }
+
+// incarnationEnvelopes makes n envelopes of per samples for agent's incarnation
+// inc, seq counting from 1, values offset by base.
+func incarnationEnvelopes(t *testing.T, agent, inc string, n, per int, base float64) [][]byte {
+	t.Helper()
+	var out [][]byte
+	seq := uint64(1)
+	for range n {
+		e := schemas.Envelope{Version: 1, Tenant: "acme", Site: "s", Area: "a", Line: "l", Equipment: "eq-0", Agent: agent, Incarnation: inc}
+		for range per {
+			e.Samples = append(e.Samples, schemas.Sample{Seq: seq, Tag: "t", Role: schemas.RoleMeasurement,
+				TS: time.Now().UTC().Add(-time.Hour).Add(time.Duration(base) * time.Second), Kind: schemas.NumberValue, Value: base + float64(seq), Quality: schemas.QualityGood})
+			seq++
+		}
+		b, err := schemas.Encode(&e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// A re-imaged gateway starts its seq over under a new incarnation: its data is
+// stored, not dropped as duplicates of the old run's envelopes. An envelope that
+// reuses an identity with other content is a conflict: set aside with its own
+// reason, on the fast path and on the envelope-by-envelope path alike, and the
+// stored one is kept.
+func TestNewIncarnationIsNotADuplicateAndConflictsAreSetAside(t *testing.T) {
+	k := testkit.Kafka(t)
+	pool := testkit.NewDatabase(t).Pool(t)
+	ctx := context.Background()
+	before := incarnationEnvelopes(t, "gw1", "run-a", 10, 10, 0)
+	after := incarnationEnvelopes(t, "gw1", "run-b", 10, 10, 1000) // seq 1..100 again
+	legacy := incarnationEnvelopes(t, "gw2", "", 2, 10, 0)         // an agent that sends no incarnation
+	conflict := incarnationEnvelopes(t, "gw1", "run-b", 1, 5, 2000)[0]
+	legacyConflict := incarnationEnvelopes(t, "gw2", "", 1, 3, 3000)[0]
+	sk := start(t, pool, k.Brokers(), sink.Config{Group: "g", BatchRows: 100_000, Linger: 300 * time.Millisecond})
+
+	// Fast path: one batch holding both runs, resends, and a conflict.
+	produce(t, k.Brokers(), append(append(append(append([][]byte{}, before...), after...), legacy...), before[3], after[7], conflict)...)
+	count := func() (rows, distinct int) {
+		t.Helper()
+		if err := pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT (agent, seq, value)) FROM samples`).Scan(&rows, &distinct); err != nil {
+			t.Fatal(err)
+		}
+		return rows, distinct
+	}
+	waitFor(t, "both runs stored", func() bool { n, _ := count(); return n >= 220 })
+	waitFor(t, "the conflict set aside", func() bool { return sk.deadLetters(t, schemas.ReasonIdentityConflict) == 1 })
+
+	// Slow path: a batch the database refuses in part (a NUL in a text) goes
+	// envelope by envelope; the conflict in it is caught there too.
+	nul := schemas.Envelope{Version: 1, Tenant: "acme", Site: "s", Area: "a", Line: "l", Equipment: "eq-0", Agent: "gw3",
+		Samples: []schemas.Sample{{Seq: 1, Tag: "lot", Role: schemas.RoleMeasurement, TS: time.Now().UTC(), Kind: schemas.TextValue, Text: "a\x00b", Quality: schemas.QualityGood}}}
+	nulBytes, err := schemas.Encode(&nul)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := incarnationEnvelopes(t, "gw1", "run-c", 1, 10, 4000)[0]
+	produce(t, k.Brokers(), legacyConflict, nulBytes, before[0], fresh)
+	waitFor(t, "the second conflict set aside", func() bool { return sk.deadLetters(t, schemas.ReasonIdentityConflict) == 2 })
+	waitFor(t, "the refused envelope set aside", func() bool { return sk.deadLetters(t, schemas.ReasonRejectedByDatabase) == 1 })
+	time.Sleep(300 * time.Millisecond)
+	rows, distinct := count()
+	if rows != 230 || distinct != 230 {
+		t.Fatalf("samples holds %d rows, %d distinct; want 230 (100 per run of gw1 and 10 of run-c, 20 of gw2), each once", rows, distinct)
+	}
+	var claims, conflicted int
+	if err := pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE samples <> 10) FROM sink_envelope`).Scan(&claims, &conflicted); err != nil {
+		t.Fatal(err)
+	}
+	if claims != 23 || conflicted != 0 {
+		t.Fatalf("%d claims (%d of a conflicting envelope); want 23 claims of 10 samples each", claims, conflicted)
+	}
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 60 s: not yet %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -84,7 +84,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 		"incarnation", life.incarnation, "previous_run", prev)
 
 	b := newBatcher(cfg, buf, opt.Now, opt.Registry)
-	b.life = life
+	b.life, b.incarnation = life, life.incarnation
 	pub := publish.New(cfg, buf, publish.Identity{Incarnation: life.incarnation, Previous: prev, Until: life.until},
 		opt.Log.With("component", "mqtt"), opt.Registry)
 	mm := modbus.NewMetrics(opt.Registry)
@@ -200,6 +200,9 @@ type batcher struct {
 	bad      prometheus.Counter
 	degraded *prometheus.CounterVec
 	life     *lifeline // notes how far the run got; nil in tests
+	// incarnation is this run's, stamped on every envelope: with the agent and the
+	// first seq it is the envelope's identity downstream.
+	incarnation string
 }
 
 type pendingBatch struct {
@@ -412,7 +415,7 @@ func (b *batcher) flush(ctx context.Context, ei int) {
 	}
 	e := b.cfg.Equipment[ei]
 	env := schemas.Envelope{Version: schemas.Version, Tenant: b.cfg.Agent.Tenant, Site: e.Site, Area: e.Area, Line: e.Line,
-		Equipment: e.Code, Agent: b.cfg.Agent.ID, Samples: p.samples}
+		Equipment: e.Code, Agent: b.cfg.Agent.ID, Incarnation: b.incarnation, Samples: p.samples}
 	first := b.seq
 	for i := range env.Samples {
 		env.Samples[i].Seq = first + uint64(i)
