@@ -64,7 +64,7 @@ func (l Limits) Decode(data []byte) (*Envelope, error) {
 	if len(data) > l.MaxBytes {
 		return nil, &DecodeError{ReasonTooLarge, fmt.Errorf("message of %d bytes exceeds the limit of %d bytes", len(data), l.MaxBytes)}
 	}
-	var w wireEnvelope
+	w := wireEnvelope{Samples: wireSamples{max: l.MaxSamples}}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(&w)
@@ -72,6 +72,9 @@ func (l Limits) Decode(data []byte) (*Envelope, error) {
 		if _, terr := dec.Token(); terr != io.EOF {
 			err = errors.New("data after the envelope's closing brace")
 		}
+	}
+	if tm := (*tooManySamples)(nil); errors.As(err, &tm) {
+		return nil, &DecodeError{ReasonTooLarge, err}
 	}
 	if err != nil {
 		if v, ok := peekVersion(data); ok && v != strconv.Itoa(Version) {
@@ -85,15 +88,12 @@ func (l Limits) Decode(data []byte) (*Envelope, error) {
 		}
 		return nil, &DecodeError{ReasonUnsupportedVersion, fmt.Errorf("version %d is not supported (this reader knows %d)", w.Version, Version)}
 	}
-	if len(w.Samples) > l.MaxSamples {
-		return nil, &DecodeError{ReasonTooLarge, fmt.Errorf("envelope holds %d samples, more than the limit of %d", len(w.Samples), l.MaxSamples)}
-	}
 	env := &Envelope{
 		Version: w.Version, Tenant: w.Tenant, Site: w.Site, Area: w.Area, Line: w.Line,
-		Equipment: w.Equipment, Agent: w.Agent, Incarnation: w.Incarnation, Samples: make([]Sample, len(w.Samples)),
+		Equipment: w.Equipment, Agent: w.Agent, Incarnation: w.Incarnation, Samples: make([]Sample, len(w.Samples.list)),
 	}
-	for i := range w.Samples {
-		if err := w.Samples[i].toSample(i, &env.Samples[i]); err != nil {
+	for i := range w.Samples.list {
+		if err := w.Samples.list[i].toSample(i, &env.Samples[i]); err != nil {
 			return nil, &DecodeError{ReasonInvalid, err}
 		}
 	}
@@ -231,15 +231,61 @@ func appendString(b []byte, s string) []byte {
 }
 
 type wireEnvelope struct {
-	Version     int          `json:"version"`
-	Tenant      string       `json:"tenant"`
-	Site        string       `json:"site"`
-	Area        string       `json:"area"`
-	Line        string       `json:"line"`
-	Equipment   string       `json:"equipment"`
-	Agent       string       `json:"agent"`
-	Incarnation string       `json:"incarnation"`
-	Samples     []wireSample `json:"samples"`
+	Version     int         `json:"version"`
+	Tenant      string      `json:"tenant"`
+	Site        string      `json:"site"`
+	Area        string      `json:"area"`
+	Line        string      `json:"line"`
+	Equipment   string      `json:"equipment"`
+	Agent       string      `json:"agent"`
+	Incarnation string      `json:"incarnation"`
+	Samples     wireSamples `json:"samples"`
+}
+
+// wireSamples decodes the samples array one element at a time, so that an envelope
+// holding more samples than the limit is refused when the first sample over it is
+// met, before anything is allocated for the rest: a 1 MiB message of empty objects
+// would otherwise become hundreds of thousands of decoded samples first.
+type wireSamples struct {
+	max  int
+	list []wireSample
+}
+
+// tooManySamples is the error of an array longer than the limit.
+type tooManySamples struct{ max int }
+
+func (e *tooManySamples) Error() string {
+	return fmt.Sprintf("envelope holds more than the limit of %d samples", e.max)
+}
+
+func (w *wireSamples) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+		return &FieldError{Field: "samples", Msg: "want an array"}
+	}
+	for dec.More() {
+		if len(w.list) >= w.max {
+			return &tooManySamples{w.max}
+		}
+		w.list = append(w.list, wireSample{})
+		if err := dec.Decode(&w.list[len(w.list)-1]); err != nil {
+			var te *json.UnmarshalTypeError
+			prefix := "samples[" + strconv.Itoa(len(w.list)-1) + "]"
+			if errors.As(err, &te) {
+				f := prefix
+				if te.Field != "" {
+					f += "." + te.Field
+				}
+				return &FieldError{Field: f, Msg: fmt.Sprintf("got a JSON %s, want %s", te.Value, jsonKind(te.Type.Kind().String()))}
+			}
+			return fmt.Errorf("%s: %s", prefix, strings.TrimPrefix(describeJSONError(err).Error(), "json: "))
+		}
+	}
+	return nil
 }
 
 type wireSample struct {

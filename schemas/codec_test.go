@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -239,6 +240,29 @@ func TestLimits(t *testing.T) {
 				t.Fatalf("err = %v, want reason too_large", err)
 			}
 		})
+	}
+}
+
+// An envelope of a megabyte of empty samples is refused at the first sample over
+// the limit: what Decode allocates is bounded by the limit, not by the message
+// (decoding every sample first took about 70 MB for this message).
+func TestSampleLimitBeforeAllocation(t *testing.T) {
+	data := []byte(`{"version":1,"tenant":"a","site":"s","area":"a","line":"l","equipment":"e","agent":"g","samples":[{}`)
+	for len(data) < 1<<20-8 {
+		data = append(data, ",{}"...)
+	}
+	data = append(data, "]}"...)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := schemas.Limits{MaxBytes: 1 << 20, MaxSamples: 1000}.Decode(data)
+	runtime.ReadMemStats(&after)
+	var de *schemas.DecodeError
+	if !errors.As(err, &de) || de.Reason != schemas.ReasonTooLarge {
+		t.Fatalf("err = %v, want too_large", err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 8<<20 {
+		t.Fatalf("refusing %d bytes of samples allocated %d bytes; want at most 8 MiB", len(data), alloc)
 	}
 }
 
