@@ -18,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +31,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"takt.dev/schemas"
+	"takt.dev/servicekit"
 )
 
 // Config is a bridge's configuration. Zero fields take the defaults of Defaults.
@@ -416,7 +416,7 @@ func (b *Bridge) process(ctx context.Context, batch []mqtt.Message) error {
 // write writes records, retrying transient failures with exponential backoff and
 // jitter until ctx ends; it returns a deterministic refusal at once.
 func (b *Bridge) write(ctx context.Context, records []kafka.Message) error {
-	backoff := 50 * time.Millisecond
+	backoff := servicekit.Backoff(50*time.Millisecond, b.cfg.MaxBackoff)
 	for len(records) > 0 {
 		start := time.Now()
 		err := b.writer.WriteMessages(ctx, records...)
@@ -431,14 +431,10 @@ func (b *Bridge) write(ctx context.Context, records []kafka.Message) error {
 			return err
 		}
 		b.m.retries.Inc()
-		wait := backoff/2 + rand.N(backoff/2+1)
-		b.log.Warn("Kafka write failed; retrying", "records", len(records), "backoff", wait, "err", err)
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
+		b.log.Warn("Kafka write failed; retrying", "records", len(records), "err", err)
+		if !servicekit.Wait(ctx, backoff) {
 			return ctx.Err()
 		}
-		backoff = min(backoff*2, b.cfg.MaxBackoff)
 	}
 	return nil
 }

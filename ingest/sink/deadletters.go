@@ -9,6 +9,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"takt.dev/schemas"
+	"takt.dev/servicekit"
 )
 
 // indexDeadLetters keeps the dead_letter table, an index of the dead-letter topic:
@@ -20,7 +21,7 @@ func (s *Sink) indexDeadLetters(ctx context.Context) {
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: s.cfg.KafkaBrokers, GroupID: s.cfg.Group + "-deadletters",
 		Topic: schemas.KafkaDeadLetter, StartOffset: kafka.FirstOffset, MaxWait: 500 * time.Millisecond})
 	defer r.Close()
-	backoff := newBackoff(s.cfg.MaxBackoff)
+	backoff := s.backoff()
 	for {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
@@ -28,7 +29,7 @@ func (s *Sink) indexDeadLetters(ctx context.Context) {
 				return
 			}
 			s.log.Warn("reading the dead-letter topic failed; retrying", "err", err)
-			if !backoff.wait(ctx) {
+			if !servicekit.Wait(ctx, backoff) {
 				return
 			}
 			continue
@@ -51,11 +52,11 @@ func (s *Sink) indexDeadLetters(ctx context.Context) {
 				break
 			}
 			s.log.Warn("indexing a dead letter failed; retrying", "err", err)
-			if !backoff.wait(ctx) {
+			if !servicekit.Wait(ctx, backoff) {
 				return
 			}
 		}
-		backoff.reset()
+		backoff.Reset()
 		if err := r.CommitMessages(ctx, m); err != nil && ctx.Err() == nil {
 			s.log.Warn("committing the dead-letter index position failed; the letters will be indexed again (idempotent)", "err", err)
 		}

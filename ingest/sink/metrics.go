@@ -1,9 +1,6 @@
 package sink
 
 import (
-	"context"
-	"time"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"takt.dev/schemas"
@@ -56,24 +53,4 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.deadLetters.WithLabelValues(string(r))
 	}
 	return m
-}
-
-// backoff is a bounded exponential backoff.
-type backoff struct {
-	next, max time.Duration
-}
-
-func newBackoff(max time.Duration) *backoff { return &backoff{next: 50 * time.Millisecond, max: max} }
-
-func (b *backoff) reset() { b.next = 50 * time.Millisecond }
-
-// wait sleeps for the current delay and doubles it; false if ctx ended first.
-func (b *backoff) wait(ctx context.Context) bool {
-	select {
-	case <-time.After(b.next):
-	case <-ctx.Done():
-		return false
-	}
-	b.next = min(b.next*2, b.max)
-	return true
 }

@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -33,6 +34,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"takt.dev/schemas"
+	"takt.dev/servicekit"
 )
 
 // Config is a sink's configuration. Zero fields take the defaults of Defaults.
@@ -150,7 +152,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		defer consumers.Done()
 		s.indexDeadLetters(ictx)
 	}()
-	backoff := newBackoff(s.cfg.MaxBackoff)
+	backoff := s.backoff()
 	for {
 		gen, err := group.Next(ctx)
 		if err != nil {
@@ -158,12 +160,12 @@ func (s *Sink) Run(ctx context.Context) error {
 				return nil
 			}
 			s.log.Warn("joining the consumer group failed; retrying", "group", s.cfg.Group, "err", err)
-			if !backoff.wait(ctx) {
+			if !servicekit.Wait(ctx, backoff) {
 				return nil
 			}
 			continue
 		}
-		backoff.reset()
+		backoff.Reset()
 		assigned := gen.Assignments[s.cfg.Topic]
 		offsets, err := s.loadOffsets(ctx, assigned)
 		if err != nil {
@@ -231,6 +233,7 @@ func (s *Sink) consume(gctx context.Context, partition int, offset int64) {
 		return
 	}
 	label := strconv.Itoa(partition)
+	fetchBackoff := s.backoff()
 	var batch []item
 	rows := 0
 	var first time.Time
@@ -253,6 +256,7 @@ func (s *Sink) consume(gctx context.Context, partition int, offset int64) {
 		cancel()
 		switch {
 		case err == nil:
+			fetchBackoff.Reset()
 			if len(batch) == 0 {
 				first = s.now()
 			}
@@ -280,7 +284,9 @@ func (s *Sink) consume(gctx context.Context, partition int, offset int64) {
 			}
 		default:
 			s.log.Warn("fetch failed; retrying", "partition", partition, "err", err)
-			time.Sleep(200 * time.Millisecond)
+			if !servicekit.Wait(gctx, fetchBackoff) {
+				continue // the next fetch sees gctx ended and commits what is held
+			}
 		}
 	}
 }
@@ -292,7 +298,7 @@ func (s *Sink) flush(ctx context.Context, partition int, batch []item) bool {
 	if err := s.ensurePartitions(ctx, batch); err != nil && ctx.Err() != nil {
 		return false
 	}
-	backoff := newBackoff(s.cfg.MaxBackoff)
+	backoff := s.backoff()
 	for {
 		res, err := s.commit(ctx, partition, batch)
 		if err == nil {
@@ -308,7 +314,7 @@ func (s *Sink) flush(ctx context.Context, partition int, batch []item) bool {
 		}
 		s.m.retries.Inc()
 		s.log.Warn("batch not committed; retrying", "partition", partition, "records", len(batch), "err", err)
-		if !backoff.wait(ctx) {
+		if !servicekit.Wait(ctx, backoff) {
 			return false
 		}
 	}
@@ -541,6 +547,11 @@ func (s *Sink) ensurePartitions(ctx context.Context, batch []item) error {
 		}
 	}
 	return nil
+}
+
+// backoff is the retry policy of the sink's loops: from 50 ms to MaxBackoff.
+func (s *Sink) backoff() *backoff.ExponentialBackOff {
+	return servicekit.Backoff(50*time.Millisecond, s.cfg.MaxBackoff)
 }
 
 // unixDay is the number of the UTC day of t since 1970-01-01.

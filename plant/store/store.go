@@ -19,7 +19,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +30,7 @@ import (
 	"takt.dev/plant/oee"
 	"takt.dev/plant/windows"
 	"takt.dev/schemas"
+	"takt.dev/servicekit"
 )
 
 // Querier is what the read functions need: a pool or a transaction (the API's, with
@@ -297,8 +297,7 @@ func (s *Store) setAside(ctx context.Context, d Day, cause error) error {
 	if err != nil {
 		return err
 	}
-	backoff := min(time.Second<<min(attempts, 12), time.Hour)
-	backoff = backoff/2 + rand.N(backoff/2+1)
+	backoff := servicekit.BackoffAfter(attempts+1, time.Second, time.Hour)
 	msg := cause.Error()
 	if len(msg) > 2000 {
 		msg = msg[:2000]

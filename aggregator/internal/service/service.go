@@ -15,7 +15,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +23,7 @@ import (
 
 	"takt.dev/plant/store"
 	"takt.dev/schemas"
+	"takt.dev/servicekit"
 )
 
 // Config shapes the aggregator. Zero fields take defaults.
@@ -95,6 +95,7 @@ func (s *Service) consume(ctx context.Context) error {
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: s.cfg.KafkaBrokers, GroupID: s.cfg.Group, GroupTopics: s.cfg.Topics,
 		StartOffset: kafka.FirstOffset, MaxWait: 100 * time.Millisecond, CommitInterval: 0})
 	defer r.Close()
+	fetchBackoff := servicekit.Backoff(100*time.Millisecond, 10*time.Second)
 	for {
 		var batch []kafka.Message
 		var envs []*schemas.Envelope
@@ -115,11 +116,12 @@ func (s *Service) consume(ctx context.Context) error {
 					break
 				}
 				s.log.Warn("fetch failed; retrying", "err", err)
-				if !sleep(ctx, 200*time.Millisecond) {
+				if !servicekit.Wait(ctx, fetchBackoff) {
 					return ctx.Err()
 				}
 				continue
 			}
+			fetchBackoff.Reset()
 			batch = append(batch, m)
 			if m.Topic == schemas.KafkaStatus {
 				st, err := schemas.DecodeStatus(m.Value)
@@ -206,7 +208,7 @@ func (s *Service) status(ctx context.Context, st *schemas.AgentStatus) error {
 // retry runs fn until it succeeds, fails with a data error (returned), or ctx ends,
 // with exponential backoff and jitter between attempts.
 func retry(ctx context.Context, s *Service, what string, fn func() error) error {
-	backoff := 100 * time.Millisecond
+	backoff := servicekit.Backoff(100*time.Millisecond, 10*time.Second)
 	for {
 		err := fn()
 		if err == nil || store.IsDataError(err) {
@@ -216,23 +218,10 @@ func retry(ctx context.Context, s *Service, what string, fn func() error) error 
 			return ctx.Err()
 		}
 		s.m.retries.Inc()
-		wait := backoff/2 + rand.N(backoff/2+1)
-		s.log.Warn(what+" failed; retrying", "backoff", wait, "err", err)
-		if !sleep(ctx, wait) {
+		s.log.Warn(what+" failed; retrying", "err", err)
+		if !servicekit.Wait(ctx, backoff) {
 			return ctx.Err()
 		}
-		backoff = min(backoff*2, 10*time.Second)
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 

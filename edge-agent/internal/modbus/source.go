@@ -23,6 +23,7 @@ import (
 
 	"takt.dev/edge-agent/internal/config"
 	"takt.dev/edge-agent/internal/source"
+	"takt.dev/servicekit"
 )
 
 // Reading is one tag's outcome of one poll.
@@ -53,16 +54,16 @@ func (d *Device) Run(ctx context.Context, emit func([]Reading)) {
 	defer d.close()
 	tick := time.NewTicker(d.cfg.Interval)
 	defer tick.Stop()
-	backoff, nextDial := d.cfg.Interval, time.Time{}
+	backoff, nextDial := servicekit.Backoff(d.cfg.Interval, 30*time.Second), time.Time{}
 	for {
 		if d.client == nil && !d.now().Before(nextDial) {
 			if err := d.open(); err != nil {
+				wait := backoff.NextBackOff()
 				d.m.errors.WithLabelValues(d.cfg.Name, "connect").Inc()
-				d.log.Warn("cannot connect; retrying", "in", backoff, "err", err)
-				nextDial = d.now().Add(backoff)
-				backoff = min(backoff*2, 30*time.Second)
+				d.log.Warn("cannot connect; retrying", "in", wait, "err", err)
+				nextDial = d.now().Add(wait)
 			} else {
-				backoff = d.cfg.Interval
+				backoff.Reset()
 				d.m.connected.WithLabelValues(d.cfg.Name).Set(1)
 			}
 		}

@@ -27,6 +27,7 @@ import (
 
 	"takt.dev/edge-agent/internal/config"
 	"takt.dev/edge-agent/internal/source"
+	"takt.dev/servicekit"
 )
 
 // Server reads one OPC UA server.
@@ -58,7 +59,7 @@ func NewServer(cfg config.OPCUAServer, agentID string, m *Metrics, log *slog.Log
 
 // Run reads until ctx ends, reconnecting as needed, handing readings to emit.
 func (s *Server) Run(ctx context.Context, emit func([]source.Reading)) {
-	backoff := time.Second
+	backoff := servicekit.Backoff(time.Second, 30*time.Second)
 	for ctx.Err() == nil {
 		start := s.now()
 		err := s.session(ctx, emit)
@@ -68,16 +69,13 @@ func (s *Server) Run(ctx context.Context, emit func([]source.Reading)) {
 		s.m.connected.WithLabelValues(s.cfg.Name).Set(0)
 		s.m.errors.WithLabelValues(s.cfg.Name).Inc()
 		if s.now().Sub(start) > time.Minute {
-			backoff = time.Second // it ran for a while: this is a new failure
+			backoff.Reset() // it ran for a while: this is a new failure
 		}
-		s.log.Warn("OPC UA session ended; reconnecting", "in", backoff, "err", err)
+		s.log.Warn("OPC UA session ended; reconnecting", "err", err)
 		emit(s.allBad(fmt.Errorf("not connected: %w", err)))
-		select {
-		case <-ctx.Done():
+		if !servicekit.Wait(ctx, backoff) {
 			return
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 30*time.Second)
 	}
 }
 
