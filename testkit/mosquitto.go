@@ -32,7 +32,7 @@ const mosquittoConf = `listener %d 127.0.0.1
 allow_anonymous true
 persistence true
 persistence_location %s/
-autosave_interval 1
+autosave_interval %d
 max_queued_messages 0
 max_queued_bytes 0
 max_inflight_messages 0
@@ -44,13 +44,19 @@ log_type notice
 `
 
 // StartMosquitto writes a broker configuration in dir and starts the broker.
-func StartMosquitto(dir string) (*MosquittoServer, error) { return startMosquitto(dir, false) }
+func StartMosquitto(dir string) (*MosquittoServer, error) { return startMosquitto(dir, false, time.Second) }
+
+// StartMosquittoAutosave starts a broker that saves its persistence file only every
+// autosave (and on a clean stop or Save): a Kill loses what it received since.
+func StartMosquittoAutosave(dir string, autosave time.Duration) (*MosquittoServer, error) {
+	return startMosquitto(dir, false, autosave)
+}
 
 // StartMosquittoTLS starts a broker that also listens with TLS on TLSPort, requiring
 // client certificates, with a throwaway PKI in dir.
-func StartMosquittoTLS(dir string) (*MosquittoServer, error) { return startMosquitto(dir, true) }
+func StartMosquittoTLS(dir string) (*MosquittoServer, error) { return startMosquitto(dir, true, time.Second) }
 
-func startMosquitto(dir string, withTLS bool) (*MosquittoServer, error) {
+func startMosquitto(dir string, withTLS bool, autosave time.Duration) (*MosquittoServer, error) {
 	bin, err := findProgram("mosquitto", "/usr/sbin/mosquitto")
 	if err != nil {
 		return nil, err
@@ -67,7 +73,7 @@ func startMosquitto(dir string, withTLS bool) (*MosquittoServer, error) {
 		// As root, Mosquitto switches to user "mosquitto", which cannot write our dir.
 		userLine = "user root"
 	}
-	conf := fmt.Sprintf(mosquittoConf, s.Port, dir, dir, userLine)
+	conf := fmt.Sprintf(mosquittoConf, s.Port, dir, max(1, int(autosave/time.Second)), dir, userLine)
 	if withTLS {
 		if s.PKI, err = NewPKI(filepath.Join(dir, "pki")); err != nil {
 			return nil, err
@@ -125,7 +131,38 @@ func (s *MosquittoServer) Start() error {
 // Stop shuts the broker down cleanly; it saves its persistence file first.
 func (s *MosquittoServer) Stop() error { return s.signal(syscall.SIGTERM, 30*time.Second) }
 
-// Kill crashes the broker: what it had not saved (autosave is every second) is lost.
+// Save makes the broker write its persistence file now (SIGUSR1) and waits until
+// the file is rewritten.
+func (s *MosquittoServer) Save() error {
+	s.mu.Lock()
+	cmd := s.cmd
+	s.mu.Unlock()
+	if cmd == nil {
+		return errors.New("mosquitto: not running")
+	}
+	db := filepath.Join(s.Dir, "mosquitto.db")
+	before := time.Time{}
+	if st, err := os.Stat(db); err == nil {
+		before = st.ModTime()
+	}
+	time.Sleep(10 * time.Millisecond) // a rewrite gets a later modification time
+	if err := cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		return err
+	}
+	return waitFor(context.Background(), 10*time.Second, "mosquitto saving "+db, func(context.Context) error {
+		st, err := os.Stat(db)
+		if err != nil {
+			return err
+		}
+		if !st.ModTime().After(before) {
+			return errors.New("not rewritten yet")
+		}
+		return nil
+	})
+}
+
+// Kill crashes the broker: what it had not saved (autosave is every second unless
+// started otherwise) is lost.
 func (s *MosquittoServer) Kill() error { return s.signal(syscall.SIGKILL, 30*time.Second) }
 
 // Close stops the broker and removes its directory.

@@ -65,7 +65,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 		return err
 	}
 	buf, err := buffer.Open(buffer.Options{Dir: cfg.Buffer.Dir, MaxBytes: cfg.Buffer.MaxBytes, SegmentBytes: cfg.Buffer.SegmentBytes,
-		Policy: policy, SyncEvery: time.Second, Log: opt.Log.With("component", "buffer"), Metrics: buffer.NewMetrics(opt.Registry)})
+		Policy: policy, SyncEvery: cfg.Buffer.SyncEvery, ReplayWindow: cfg.Buffer.ReplayWindow, Log: opt.Log.With("component", "buffer"), Metrics: buffer.NewMetrics(opt.Registry)})
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,17 @@
 //     samples as dropped), Pause blocks Append until acknowledgements free space.
 //   - LastSeq is the highest sample seq ever appended, recovered from the files, so
 //     an agent's seq continues across restarts.
+//   - Acknowledged is not always delivered: a broker that crashes (rather than
+//     stops) loses what it acknowledged since its last save. So acknowledged records
+//     stay on disk for Options.ReplayWindow after their acknowledgement, and
+//     Rewind(true) hands them out again, from the oldest record acknowledged within
+//     the window (downstream drops what it already has). They are the first thing
+//     given up when the buffer is full, before any unsent data.
+//   - Durability: a record is in the file when Append returns; the tail segment is
+//     fsynced at most every Options.SyncEvery, on rotation and on Close; the head is
+//     written on every move and fsynced with the tail. After power loss, records
+//     appended since the last fsync may be lost (the torn end is cut off), and a stale
+//     head only makes records be sent again.
 package buffer
 
 import (
@@ -60,6 +71,8 @@ type Options struct {
 	SegmentBytes int64
 	Policy       Policy
 	SyncEvery    time.Duration // fsync the tail segment at most this often; 0: on rotation and Close only
+	ReplayWindow time.Duration // keep acknowledged records this long for Rewind(true); 0: delete at once
+	Now          func() time.Time
 	Log          *slog.Logger
 	Metrics      *Metrics
 }
@@ -90,7 +103,19 @@ type segment struct {
 	file  *os.File
 	size  int64
 	recs  []recMeta
-	acked []bool
+	acked []int64 // when each record was acknowledged (Unix ns); 0: not yet
+}
+
+// lastAck is when the segment's last acknowledgement came, if all records have one.
+func (s *segment) lastAck() (int64, bool) {
+	var last int64
+	for _, a := range s.acked {
+		if a == 0 {
+			return 0, false
+		}
+		last = max(last, a)
+	}
+	return last, true
 }
 
 // Buffer is a bounded, persistent FIFO of records.
@@ -102,7 +127,7 @@ type Buffer struct {
 	mu       sync.Mutex
 	changed  chan struct{} // closed and replaced on every append, ack, rewind and close
 	segs     []*segment    // oldest first; the last one is the tail being written
-	headIdx  int           // first unacknowledged record in segs[0]
+	head     Pos           // first unacknowledged record; segments before it are kept for replay
 	cursor   Pos           // next record Next hands out
 	bytes    int64
 	lastSeq  uint64
@@ -133,6 +158,9 @@ func Open(opt Options) (*Buffer, error) {
 	}
 	if opt.Metrics == nil {
 		opt.Metrics = NewMetrics(nil)
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
 	}
 	if err := os.MkdirAll(opt.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("buffer dir %q: %w", opt.Dir, err)
@@ -185,8 +213,13 @@ func (b *Buffer) recover() error {
 			return err
 		}
 		b.segs = []*segment{s}
-	} else if b.segs[0].id == headSeg {
-		b.headIdx = min(headIdx, len(b.segs[0].recs))
+	}
+	b.head = Pos{seg: b.segs[0].id}
+	if b.segs[0].id == headSeg {
+		b.head.idx = min(headIdx, len(b.segs[0].recs))
+		for i := range b.head.idx {
+			b.segs[0].acked[i] = 1 // acknowledged before the restart, long ago
+		}
 	}
 	for _, s := range b.segs {
 		b.bytes += s.size
@@ -195,7 +228,7 @@ func (b *Buffer) recover() error {
 			b.lastSeq = max(b.lastSeq, r.firstSeq+uint64(r.samples)-1)
 		}
 	}
-	b.cursor = Pos{seg: b.segs[0].id, idx: b.headIdx}
+	b.cursor = b.head
 	hf, err := os.OpenFile(filepath.Join(b.opt.Dir, "head"), os.O_CREATE|os.O_RDWR, 0o640)
 	if err != nil {
 		return err
@@ -243,7 +276,7 @@ func (b *Buffer) scan(id uint64, last bool) (*segment, error) {
 		}
 	}
 	s.size = off
-	s.acked = make([]bool, len(s.recs))
+	s.acked = make([]int64, len(s.recs))
 	return s, nil
 }
 
@@ -266,8 +299,8 @@ func (b *Buffer) readHead() (seg uint64, idx int, lastSeq uint64) {
 
 func (b *Buffer) writeHead() {
 	var data [28]byte
-	binary.LittleEndian.PutUint64(data[0:], b.segs[0].id)
-	binary.LittleEndian.PutUint64(data[8:], uint64(b.headIdx))
+	binary.LittleEndian.PutUint64(data[0:], b.head.seg)
+	binary.LittleEndian.PutUint64(data[8:], uint64(b.head.idx))
 	binary.LittleEndian.PutUint64(data[16:], b.lastSeq)
 	binary.LittleEndian.PutUint32(data[24:], crc32.Checksum(data[:24], crcTable))
 	if _, err := b.headFile.WriteAt(data[:], 0); err != nil {
@@ -308,6 +341,11 @@ func (b *Buffer) Append(ctx context.Context, r Record) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for b.bytes+size > b.opt.MaxBytes && !b.closed {
+		if b.segs[0].id < b.head.seg { // kept only for replay: the first thing to go
+			b.m.replayEvicted.Inc()
+			b.removeSegment()
+			continue
+		}
 		if b.opt.Policy == DropOldest && len(b.segs) > 1 {
 			b.dropOldest()
 			continue
@@ -343,7 +381,7 @@ func (b *Buffer) Append(ctx context.Context, r Record) error {
 		return fmt.Errorf("buffer: write %s: %w", segName(tail.id), err)
 	}
 	tail.recs = append(tail.recs, recMeta{off: tail.size, size: size, firstSeq: r.FirstSeq, samples: r.Samples})
-	tail.acked = append(tail.acked, false)
+	tail.acked = append(tail.acked, 0)
 	tail.size += size
 	b.bytes += size
 	if last := r.FirstSeq + uint64(r.Samples) - 1; r.Samples > 0 && last > b.lastSeq {
@@ -351,6 +389,7 @@ func (b *Buffer) Append(ctx context.Context, r Record) error {
 	}
 	if b.opt.SyncEvery > 0 && time.Since(b.lastSync) >= b.opt.SyncEvery {
 		tail.file.Sync()
+		b.headFile.Sync()
 		b.lastSync = time.Now()
 	}
 	b.m.appended.Add(float64(r.Samples))
@@ -377,8 +416,8 @@ func (b *Buffer) rotate() error {
 func (b *Buffer) dropOldest() {
 	s := b.segs[0]
 	records, samples := 0, 0
-	for i := b.headIdx; i < len(s.recs); i++ {
-		if s.acked[i] {
+	for i := range s.recs {
+		if s.acked[i] != 0 {
 			continue
 		}
 		if s.id < b.cursor.seg || (s.id == b.cursor.seg && i < b.cursor.idx) {
@@ -409,16 +448,31 @@ func (b *Buffer) dropLimbo() {
 	clear(b.limbo)
 }
 
-// removeSegment deletes segs[0] and makes the next segment the head.
+// removeSegment deletes segs[0]; the head and the cursor move past it if they were
+// in it.
 func (b *Buffer) removeSegment() {
 	s := b.segs[0]
 	s.file.Close()
 	os.Remove(filepath.Join(b.opt.Dir, segName(s.id)))
 	b.bytes -= s.size
 	b.segs = b.segs[1:]
-	b.headIdx = 0
+	if b.head.seg < b.segs[0].id {
+		b.head = Pos{seg: b.segs[0].id}
+	}
 	if b.cursor.seg < b.segs[0].id {
 		b.cursor = Pos{seg: b.segs[0].id}
+	}
+}
+
+// expire deletes the segments before the head whose every acknowledgement is older
+// than the replay window.
+func (b *Buffer) expire() {
+	cutoff := b.opt.Now().Add(-b.opt.ReplayWindow).UnixNano()
+	for len(b.segs) > 1 && b.segs[0].id < b.head.seg {
+		if last, _ := b.segs[0].lastAck(); b.opt.ReplayWindow > 0 && last >= cutoff {
+			return
+		}
+		b.removeSegment()
 	}
 }
 
@@ -478,49 +532,66 @@ func (b *Buffer) Next(ctx context.Context) (Record, Pos, error) {
 	}, pos, nil
 }
 
-// Ack marks the record at pos delivered. Acknowledging a record that was dropped or
-// already acknowledged does nothing.
-func (b *Buffer) Ack(pos Pos) {
+// Ack marks the record at pos delivered and reports whether it was new: false for
+// a record dropped meanwhile, or acknowledged before (a replay).
+func (b *Buffer) Ack(pos Pos) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if n, ok := b.limbo[pos]; ok { // dropped while in flight, delivered after all
 		delete(b.limbo, pos)
 		b.m.acked.Add(float64(n))
-		return
+		return true
 	}
 	s := b.seg(pos.seg)
-	if s == nil || pos.idx >= len(s.recs) || s.acked[pos.idx] || (s == b.segs[0] && pos.idx < b.headIdx) {
-		return
+	if s == nil || pos.idx >= len(s.recs) || s.acked[pos.idx] != 0 {
+		return false
 	}
-	s.acked[pos.idx] = true
+	s.acked[pos.idx] = b.opt.Now().UnixNano()
 	b.m.acked.Add(float64(s.recs[pos.idx].samples))
 	moved := false
 	for {
-		h := b.segs[0]
-		for b.headIdx < len(h.recs) && h.acked[b.headIdx] {
-			b.headIdx++
+		h := b.seg(b.head.seg)
+		for b.head.idx < len(h.recs) && h.acked[b.head.idx] != 0 {
+			b.head.idx++
 			moved = true
 		}
-		if b.headIdx < len(h.recs) || len(b.segs) == 1 {
+		if b.head.idx < len(h.recs) || h == b.segs[len(b.segs)-1] {
 			break
 		}
-		b.removeSegment() // fully acknowledged and not the tail
+		b.head = Pos{seg: h.id + 1} // fully acknowledged and not the tail
 		moved = true
 	}
 	if moved {
+		b.expire()
 		b.writeHead()
 		b.publishGauges()
 		b.notify()
 	}
+	return true
 }
 
-// Rewind moves the cursor back to the head, so that Next hands out every
-// unacknowledged record again (after the connection to the broker was lost).
-func (b *Buffer) Rewind() {
+// Rewind moves the cursor back so that Next hands out every unacknowledged record
+// again (after the connection to the broker was lost); with replay, from the oldest
+// record acknowledged within the replay window, so that what a crashed broker lost
+// is sent again too.
+func (b *Buffer) Rewind(replay bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.dropLimbo() // what was in flight when dropped will not be sent again
-	b.cursor = Pos{seg: b.segs[0].id, idx: b.headIdx}
+	b.expire()
+	b.cursor = b.head
+	if replay && b.opt.ReplayWindow > 0 {
+		cutoff := b.opt.Now().Add(-b.opt.ReplayWindow).UnixNano()
+	find:
+		for _, s := range b.segs {
+			for i, a := range s.acked {
+				if a == 0 || a >= cutoff {
+					b.cursor = Pos{seg: s.id, idx: i}
+					break find
+				}
+			}
+		}
+	}
 	b.notify()
 }
 
@@ -528,13 +599,9 @@ func (b *Buffer) Rewind() {
 func (b *Buffer) Pending() (records, samples int, bytes int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for k, s := range b.segs {
-		from := 0
-		if k == 0 {
-			from = b.headIdx
-		}
-		for i := from; i < len(s.recs); i++ {
-			if !s.acked[i] {
+	for _, s := range b.segs {
+		for i := range s.recs {
+			if s.acked[i] == 0 {
 				records++
 				samples += s.recs[i].samples
 			}
@@ -547,13 +614,12 @@ func (b *Buffer) publishGauges() {
 	b.m.bytes.Set(float64(b.bytes))
 	b.m.maxBytes.Set(float64(b.opt.MaxBytes))
 	n := 0
-	for k, s := range b.segs {
-		n += len(s.recs)
-		if k == 0 {
-			n -= b.headIdx
+	for _, s := range b.segs {
+		if s.id >= b.head.seg {
+			n += len(s.recs)
 		}
 	}
-	b.m.records.Set(float64(n))
+	b.m.records.Set(float64(n - b.head.idx))
 }
 
 // Close syncs and closes the files. Waiting Append and Next calls return ErrClosed.

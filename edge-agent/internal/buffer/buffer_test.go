@@ -171,7 +171,7 @@ func TestRewindResendsUnacknowledged(t *testing.T) {
 	next(t, b)
 	next(t, b)
 	b.Ack(p0)
-	b.Rewind()
+	b.Rewind(false)
 	var got []uint64
 	for range 4 {
 		r, _ := next(t, b)
@@ -179,6 +179,90 @@ func TestRewindResendsUnacknowledged(t *testing.T) {
 	}
 	if fmt.Sprint(got) != "[2 3 4 5]" {
 		t.Fatalf("after rewind: %v, want [2 3 4 5]", got)
+	}
+}
+
+// Acknowledged records stay for the replay window, across segments, and a replay
+// rewind hands them out again from the oldest acknowledged within the window; past
+// the window their segments are deleted; a full buffer gives them up before any
+// unsent record, under either policy.
+func TestReplayWindow(t *testing.T) {
+	now := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	dir := t.TempDir()
+	reg := NewMetrics(nil)
+	b, err := Open(Options{Dir: dir, MaxBytes: 8 << 16, SegmentBytes: 1 << 16, Policy: Pause, ReplayWindow: time.Minute, Now: clock, Metrics: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	// 20 records of 10 KB: 6 per segment, so 4 segments.
+	for i := range 20 {
+		if err := b.Append(ctx, rec(uint64(i+1), 1, 10_000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var pos []Pos
+	for range 20 {
+		_, p := next(t, b)
+		pos = append(pos, p)
+	}
+	for i := range 15 { // 0..9 at 8:00, 10..14 at 8:00:40
+		if i == 10 {
+			now = now.Add(40 * time.Second)
+		}
+		if !b.Ack(pos[i]) {
+			t.Fatalf("first Ack of record %d reported not new", i)
+		}
+	}
+	if b.Ack(pos[3]) {
+		t.Fatal("a second Ack of record 3 reported new")
+	}
+	seqs := func(n int) string {
+		var got []uint64
+		for range n {
+			r, _ := next(t, b)
+			got = append(got, r.FirstSeq)
+		}
+		return fmt.Sprint(got)
+	}
+	b.Rewind(false)
+	if got := seqs(5); got != "[16 17 18 19 20]" {
+		t.Fatalf("plain rewind hands out %s, want the unacknowledged 16..20", got)
+	}
+	b.Rewind(true)
+	if got := seqs(20); got != "[1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20]" {
+		t.Fatalf("replay rewind hands out %s, want 1..20", got)
+	}
+	// 8:01:30: records 0..9 left the window, 10..14 are in it.
+	now = now.Add(50 * time.Second)
+	b.Rewind(true)
+	if got := seqs(10); got != "[11 12 13 14 15 16 17 18 19 20]" {
+		t.Fatalf("replay rewind at 8:01:30 hands out %s, want 11..20", got)
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "*.seg")); len(files) != 3 {
+		t.Fatalf("%d segment files after the window passed over the first; want 3", len(files))
+	}
+	// Fill the buffer: the replay segments go first, unsent data waits (pause).
+	for i := 20; i < 59; i++ { // 53 records of 10 KB do not fit 512 KiB with segment 1
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := b.Append(actx, rec(uint64(i+1), 1, 10_000))
+		cancel()
+		if err != nil {
+			t.Fatalf("append %d with only replay data to give up: %v", i, err)
+		}
+	}
+	if got := testutil.ToFloat64(reg.replayEvicted); got < 1 {
+		t.Fatalf("takt_agent_buffer_replay_evicted_segments_total = %v, want at least 1", got)
+	}
+	if recs, _, _ := b.Pending(); recs != 44 {
+		t.Fatalf("%d records pending, want 44 (16..59): nothing unsent given up", recs)
+	}
+	actx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if err := b.Append(actx, rec(100, 1, 60_000)); err == nil {
+		t.Fatal("an append into a buffer full of unsent data did not wait (pause)")
 	}
 }
 

@@ -58,6 +58,14 @@ type Buffer struct {
 	MaxBytes     int64  `yaml:"max_bytes"`     // default 256 MiB; at least 2 segments
 	SegmentBytes int64  `yaml:"segment_bytes"` // default 8 MiB
 	WhenFull     string `yaml:"when_full"`     // drop_oldest (default) or pause
+	// ReplayWindow keeps acknowledged envelopes this long, to send again after a
+	// reconnect in case the broker crashed and lost them; default 2m, 0s disables.
+	// Set it above the broker's autosave_interval.
+	ReplayWindow time.Duration `yaml:"replay_window"`
+	// SyncEvery fsyncs the buffer at most this often; default 1s; 0s: only when a
+	// segment is full and at shutdown. What power loss can take is what was
+	// appended since the last fsync.
+	SyncEvery time.Duration `yaml:"sync_every"`
 }
 
 // Publish shapes envelopes and their flow to the broker.
@@ -156,15 +164,26 @@ func Parse(data []byte) (*Config, error) {
 	var c Config
 	decodeErr := servicekit.DecodeYAML(data, &c)
 	// metrics_addr: "" disables the metrics endpoint; absent, it takes the default.
+	// replay_window and sync_every: 0s is a choice; absent, they take the default.
 	var probe struct {
 		Agent struct {
 			MetricsAddr *string `yaml:"metrics_addr"`
 		} `yaml:"agent"`
+		Buffer struct {
+			ReplayWindow *string `yaml:"replay_window"`
+			SyncEvery    *string `yaml:"sync_every"`
+		} `yaml:"buffer"`
 	}
 	_ = yaml.Unmarshal(data, &probe)
 	c.defaults()
 	if p := probe.Agent.MetricsAddr; p != nil && *p == "" {
 		c.Agent.MetricsAddr = ""
+	}
+	if probe.Buffer.ReplayWindow == nil {
+		c.Buffer.ReplayWindow = 2 * time.Minute
+	}
+	if probe.Buffer.SyncEvery == nil {
+		c.Buffer.SyncEvery = time.Second
 	}
 	if err := errors.Join(decodeErr, c.Validate()); err != nil {
 		return nil, err
@@ -355,6 +374,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Buffer.MaxBytes < 2*c.Buffer.SegmentBytes {
 		add("buffer.max_bytes %d: at least two segments (2 × buffer.segment_bytes = %d)", c.Buffer.MaxBytes, 2*c.Buffer.SegmentBytes)
+	}
+	if c.Buffer.ReplayWindow < 0 || c.Buffer.ReplayWindow > 24*time.Hour {
+		add("buffer.replay_window %s: want 0s (off) to 24h", c.Buffer.ReplayWindow)
+	}
+	if c.Buffer.SyncEvery < 0 || c.Buffer.SyncEvery > time.Hour {
+		add("buffer.sync_every %s: want 0s (on rotation only) to 1h", c.Buffer.SyncEvery)
 	}
 	if c.Buffer.WhenFull != "drop_oldest" && c.Buffer.WhenFull != "pause" {
 		add("buffer.when_full %q: want drop_oldest or pause", c.Buffer.WhenFull)

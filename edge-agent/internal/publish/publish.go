@@ -217,8 +217,11 @@ func (p *Publisher) loop(ctx context.Context) error {
 		if err := p.session(ctx); err != nil {
 			return err
 		}
-		// The connection failed us: resend everything not acknowledged.
-		p.buf.Rewind()
+		// The connection failed us: resend everything not acknowledged, and what was
+		// acknowledged within the replay window, in case the broker crashed and lost
+		// it (the session is clean, so a new connection never tells; downstream
+		// drops what it already has).
+		p.buf.Rewind(true)
 	}
 }
 
@@ -279,7 +282,10 @@ func (p *Publisher) session(ctx context.Context) error {
 				cancel()
 				return
 			}
-			p.buf.Ack(pos)
+			if !p.buf.Ack(pos) {
+				p.m.replayed.Inc() // sent again from the replay window
+				return
+			}
 			p.m.latency.Observe(time.Since(start).Seconds())
 			p.m.envelopes.Inc()
 			p.m.samples.Add(float64(rec.Samples))
@@ -301,6 +307,7 @@ type metrics struct {
 	samples     prometheus.Counter
 	failures    prometheus.Counter
 	disconnects prometheus.Counter
+	replayed    prometheus.Counter
 	connected   prometheus.Gauge
 	latency     prometheus.Histogram
 }
@@ -315,13 +322,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Publishes that got no PUBACK (the envelope is sent again)."}),
 		disconnects: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_agent_mqtt_disconnects_total",
 			Help: "Broker connections lost."}),
+		replayed: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_agent_replayed_envelopes_total",
+			Help: "Envelopes acknowledged before and sent again after a reconnect, from the replay window (buffer.replay_window)."}),
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{Name: "takt_agent_mqtt_connected",
 			Help: "1 while connected to the broker."}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "takt_agent_publish_seconds",
 			Help: "Time from publish to PUBACK.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.envelopes, m.samples, m.failures, m.disconnects, m.connected, m.latency)
+		reg.MustRegister(m.envelopes, m.samples, m.failures, m.disconnects, m.replayed, m.connected, m.latency)
 	}
 	return m
 }
