@@ -44,7 +44,9 @@ log_type notice
 `
 
 // StartMosquitto writes a broker configuration in dir and starts the broker.
-func StartMosquitto(dir string) (*MosquittoServer, error) { return startMosquitto(dir, false, time.Second) }
+func StartMosquitto(dir string) (*MosquittoServer, error) {
+	return startMosquitto(dir, false, time.Second)
+}
 
 // StartMosquittoAutosave starts a broker that saves its persistence file only every
 // autosave (and on a clean stop or Save): a Kill loses what it received since.
@@ -54,7 +56,9 @@ func StartMosquittoAutosave(dir string, autosave time.Duration) (*MosquittoServe
 
 // StartMosquittoTLS starts a broker that also listens with TLS on TLSPort, requiring
 // client certificates, with a throwaway PKI in dir.
-func StartMosquittoTLS(dir string) (*MosquittoServer, error) { return startMosquitto(dir, true, time.Second) }
+func StartMosquittoTLS(dir string) (*MosquittoServer, error) {
+	return startMosquitto(dir, true, time.Second)
+}
 
 func startMosquitto(dir string, withTLS bool, autosave time.Duration) (*MosquittoServer, error) {
 	bin, err := findProgram("mosquitto", "/usr/sbin/mosquitto")
