@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -462,6 +463,76 @@ func TestUnreachableDeviceDoesNotSlowOthers(t *testing.T) {
 	if q := r.quality["filler-1"]; q[schemas.QualityGood] == 0 {
 		t.Errorf("filler's samples by quality: %v", q)
 	}
+}
+
+// TestDiskFull puts the buffer on a 256 KiB tmpfs, far below buffer.max_bytes, and
+// takes the broker away: the disk fills. The agent pauses polling with its memory
+// bounded, and resumes by itself once the broker is back and acknowledged data
+// frees space (the replay window's segments are given up first). Every sample
+// produced arrives.
+func TestDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root (CI runs as root)")
+	}
+	r := newRig(t, 3)
+	dir := filepath.Join(r.dir, "buffer")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount a tmpfs for the buffer: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	r.config("  max_bytes: 16777216\n  segment_bytes: 65536\n", 50*time.Millisecond)
+	agent := r.start()
+	r.waitMetric("takt_agent_published_samples_total", 100, 20*time.Second)
+	if err := r.mq.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	r.waitMetric("takt_agent_buffer_write_blocked", 1, 60*time.Second)
+	rss := func() int {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", agent.Pid()))
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+				kb, _ := strconv.Atoi(f[1])
+				return kb
+			}
+		}
+		return -1
+	}
+	samples0, _ := r.metric("takt_agent_samples_total", "")
+	rss0 := rss()
+	time.Sleep(3 * time.Second) // 60 polls' worth of time
+	samples1, _ := r.metric("takt_agent_samples_total", "")
+	rss1 := rss()
+	t.Logf("while the disk is full: %v samples produced in 3 s, RSS %d → %d KiB", samples1-samples0, rss0, rss1)
+	if samples1-samples0 > 100 {
+		t.Errorf("%v samples produced in 3 s with the disk full: polling did not pause", samples1-samples0)
+	}
+	if rss1-rss0 > 8<<10 {
+		t.Errorf("RSS grew from %d to %d KiB with the disk full", rss0, rss1)
+	}
+	if blocked, _ := r.metric("takt_agent_buffer_write_errors_total", ""); blocked < 1 {
+		t.Errorf("takt_agent_buffer_write_errors_total = %v", blocked)
+	}
+	if err := r.mq.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.waitMetric("takt_agent_mqtt_connected", 1, 30*time.Second)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if v, _ := r.metric("takt_agent_buffer_write_blocked", ""); v == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the buffer still cannot be written 30 s after the broker came back")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r.waitMetric("takt_agent_samples_total", samples1+100, 20*time.Second) // polling resumed
+	agent.Stop()
+	r.waitStatus("offline")
+	r.expectAllInOrder(r.lastSeq())
 }
 
 func TestBufferFullDropsOldest(t *testing.T) {

@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
@@ -37,6 +38,7 @@ import (
 	"takt.dev/edge-agent/internal/publish"
 	"takt.dev/edge-agent/internal/source"
 	"takt.dev/schemas"
+	"takt.dev/servicekit"
 )
 
 // Options are what Run needs besides the configuration.
@@ -196,10 +198,12 @@ type batcher struct {
 	pending []pendingBatch
 	seq     uint64 // next seq to assign
 
-	samples  prometheus.Counter
-	bad      prometheus.Counter
-	degraded *prometheus.CounterVec
-	life     *lifeline // notes how far the run got; nil in tests
+	samples      prometheus.Counter
+	bad          prometheus.Counter
+	diskFull     prometheus.Gauge
+	appendErrors prometheus.Counter
+	degraded     *prometheus.CounterVec
+	life         *lifeline // notes how far the run got; nil in tests
 	// incarnation is this run's, stamped on every envelope: with the agent and the
 	// first seq it is the envelope's identity downstream.
 	incarnation string
@@ -217,7 +221,11 @@ func newBatcher(cfg *config.Config, buf *buffer.Buffer, now func() time.Time, re
 		degraded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "takt_agent_degraded_samples_total",
 			Help: "Values the contract cannot carry (NaN, Inf, a text too long or not UTF-8, a time out of range), sent as bad-quality samples, by the field at fault."}, []string{"field"}),
 	}
-	reg.MustRegister(b.samples, b.bad, b.degraded)
+	b.diskFull = prometheus.NewGauge(prometheus.GaugeOpts{Name: "takt_agent_buffer_write_blocked",
+		Help: "1 while the buffer cannot be written (disk full or failing): polling is paused."})
+	b.appendErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_agent_buffer_write_errors_total",
+		Help: "Failed buffer writes (each retried with backoff while polling is paused)."})
+	reg.MustRegister(b.samples, b.bad, b.degraded, b.diskFull, b.appendErrors)
 	return b
 }
 
@@ -407,15 +415,30 @@ func (b *batcher) degrade(env *schemas.Envelope) {
 }
 
 // flush numbers equipment ei's pending samples and appends them to the buffer.
-// The caller holds b.mu.
+// The caller holds b.mu, so while an append waits (a full disk, or a full buffer
+// under the pause policy) the sources wait in add: polling pauses, memory stays
+// bounded, and it resumes by itself once the append succeeds.
 func (b *batcher) flush(ctx context.Context, ei int) {
 	p := &b.pending[ei]
 	if len(p.samples) == 0 {
 		return
 	}
+	switch n := b.write(ctx, ei, p.samples); n {
+	case len(p.samples):
+		p.samples = nil
+	case 0:
+	default: // split, and only the first part written: keep the rest, unnumbered
+		p.samples = append([]schemas.Sample(nil), p.samples[n:]...)
+	}
+}
+
+// write encodes samples as envelopes of equipment ei, numbers them and appends
+// them to the buffer, splitting what would not fit a segment. It returns how many
+// samples, from the first, it wrote: fewer than all only when ctx ended first.
+func (b *batcher) write(ctx context.Context, ei int, samples []schemas.Sample) int {
 	e := b.cfg.Equipment[ei]
 	env := schemas.Envelope{Version: schemas.Version, Tenant: b.cfg.Agent.Tenant, Site: e.Site, Area: e.Area, Line: e.Line,
-		Equipment: e.Code, Agent: b.cfg.Agent.ID, Incarnation: b.incarnation, Samples: p.samples}
+		Equipment: e.Code, Agent: b.cfg.Agent.ID, Incarnation: b.incarnation, Samples: samples}
 	first := b.seq
 	for i := range env.Samples {
 		env.Samples[i].Seq = first + uint64(i)
@@ -428,19 +451,44 @@ func (b *batcher) flush(ctx context.Context, ei int) {
 		b.degrade(&env)
 		if payload, err = schemas.Encode(&env); err != nil { // cannot happen: say so loudly, keep running
 			slog.Error("envelope does not encode; samples discarded", "equipment", e.Code, "err", err)
-			p.samples = p.samples[:0]
-			return
+			return len(samples)
 		}
 	}
-	err = b.buf.Append(ctx, buffer.Record{Topic: env.Path().Topic(), Payload: payload, FirstSeq: first, Samples: len(env.Samples)})
-	if err != nil {
-		// Only a cancelled wait (pause policy, shutting down) or a disk error: keep
-		// the samples for the next flush, unnumbered.
-		if ctx.Err() == nil {
-			slog.Error("buffer append failed; retrying at the next flush", "equipment", e.Code, "err", err)
+	topic := env.Path().Topic()
+	if int64(buffer.Overhead+len(topic)+len(payload)) > b.buf.MaxRecord() && len(samples) > 1 {
+		// Larger than a segment (many long texts): two envelopes, each of which fits.
+		half := len(samples) / 2
+		if n := b.write(ctx, ei, samples[:half]); n < half {
+			return n
 		}
-		return
+		return half + b.write(ctx, ei, samples[half:])
+	}
+	rec := buffer.Record{Topic: topic, Payload: payload, FirstSeq: first, Samples: len(env.Samples)}
+	var backoff *backoff.ExponentialBackOff
+	for {
+		err := b.buf.Append(ctx, rec)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || errors.Is(err, buffer.ErrClosed) {
+			return 0
+		}
+		if backoff == nil {
+			// A disk error (full, read-only, failing): wait for it with polling
+			// paused, rather than piling samples up in memory.
+			backoff = servicekit.Backoff(100*time.Millisecond, 5*time.Second)
+			b.diskFull.Set(1)
+			slog.Error("cannot write to the buffer; polling is paused until it can", "equipment", e.Code, "dir", b.cfg.Buffer.Dir, "err", err)
+		}
+		b.appendErrors.Inc()
+		if !servicekit.Wait(ctx, backoff) {
+			return 0
+		}
+	}
+	if backoff != nil {
+		b.diskFull.Set(0)
+		slog.Info("the buffer is writable again; polling resumes", "equipment", e.Code)
 	}
 	b.seq += uint64(len(env.Samples))
-	p.samples = nil
+	return len(samples)
 }

@@ -70,3 +70,48 @@ func TestOneBadValueDegradesOneSample(t *testing.T) {
 		}
 	}
 }
+
+// A batch larger than a buffer segment (long texts) goes out as several envelopes
+// that fit, every sample once, seq contiguous: no deterministic append failure.
+func TestBatchLargerThanASegmentIsSplit(t *testing.T) {
+	buf, err := buffer.Open(buffer.Options{Dir: t.TempDir(), MaxBytes: 1 << 20, SegmentBytes: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buf.Close()
+	cfg := &config.Config{Agent: config.Agent{ID: "gw", Tenant: "acme"}, Publish: config.Publish{BatchSize: 1000, Linger: time.Hour},
+		Equipment: []config.Equipment{{Site: "s", Area: "a", Line: "l", Code: "eq"}}}
+	now := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	b := newBatcher(cfg, buf, func() time.Time { return now }, prometheus.NewRegistry())
+	var in []schemas.Sample
+	for range 50 { // 50 texts of 4000 bytes: about 205 kB, three segments' worth
+		in = append(in, schemas.Sample{Tag: "lot", Role: schemas.RoleMeasurement, TS: now, Kind: schemas.TextValue, Text: strings.Repeat("x", 4000), Quality: schemas.QualityGood})
+	}
+	ctx := context.Background()
+	b.add(ctx, 0, in)
+	b.flushAll(ctx)
+	next := uint64(1)
+	envelopes := 0
+	for next <= 50 {
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		rec, _, err := buf.Next(rctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("after %d envelopes, seq %d: %v", envelopes, next, err)
+		}
+		env, err := schemas.Decode(rec.Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range env.Samples {
+			if s.Seq != next {
+				t.Fatalf("seq %d, want %d", s.Seq, next)
+			}
+			next++
+		}
+		envelopes++
+	}
+	if envelopes < 4 || len(b.pending[0].samples) != 0 {
+		t.Fatalf("%d envelopes, %d samples left pending; want the batch split into at least 4, nothing left", envelopes, len(b.pending[0].samples))
+	}
+}

@@ -147,6 +147,13 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 // ErrClosed is returned by Append and Next after Close.
 var ErrClosed = errors.New("buffer closed")
 
+// ErrTooLarge is returned by Append for a record larger than a segment: no retry
+// helps, the record must be split.
+var ErrTooLarge = errors.New("record larger than a segment")
+
+// Overhead is what a record takes in a segment besides its topic and payload.
+const Overhead = headerLen
+
 // Open opens (or creates) the buffer in opt.Dir and recovers its state: torn records
 // at the end of the last segment are cut off.
 func Open(opt Options) (*Buffer, error) {
@@ -308,6 +315,9 @@ func (b *Buffer) writeHead() {
 	}
 }
 
+// MaxRecord is the largest record Append takes, header included: a segment.
+func (b *Buffer) MaxRecord() int64 { return b.opt.SegmentBytes }
+
 // LastSeq is the highest seq appended so far (0 for a new buffer).
 func (b *Buffer) LastSeq() uint64 {
 	b.mu.Lock()
@@ -335,7 +345,7 @@ func (b *Buffer) Append(ctx context.Context, r Record) error {
 	rec = append(rec, body...)
 	size := int64(len(rec))
 	if size > b.opt.SegmentBytes {
-		return fmt.Errorf("buffer: record of %d bytes is larger than a segment (%d)", size, b.opt.SegmentBytes)
+		return fmt.Errorf("buffer: record of %d bytes: %w (%d)", size, ErrTooLarge, b.opt.SegmentBytes)
 	}
 
 	b.mu.Lock()
@@ -377,7 +387,19 @@ func (b *Buffer) Append(ctx context.Context, r Record) error {
 		}
 		tail = b.segs[len(b.segs)-1]
 	}
-	if _, err := tail.file.WriteAt(rec, tail.size); err != nil {
+	for {
+		_, err := tail.file.WriteAt(rec, tail.size)
+		if err == nil {
+			break
+		}
+		_ = tail.file.Truncate(tail.size) // no torn record left behind
+		if b.segs[0].id < b.head.seg {
+			// The disk is full (or failing) before the buffer is: the replay
+			// window's acknowledged envelopes go first, then try again.
+			b.m.replayEvicted.Inc()
+			b.removeSegment()
+			continue
+		}
 		return fmt.Errorf("buffer: write %s: %w", segName(tail.id), err)
 	}
 	tail.recs = append(tail.recs, recMeta{off: tail.size, size: size, firstSeq: r.FirstSeq, samples: r.Samples})
