@@ -118,8 +118,18 @@ func (s *segment) lastAck() (int64, bool) {
 	return last, true
 }
 
+// Lost names samples of a torn record cut off at start-up.
+type Lost struct {
+	FirstSeq uint64
+	Samples  int
+}
+
 // Buffer is a bounded, persistent FIFO of records.
 type Buffer struct {
+	// Torn lists, after Open, the samples of torn records that were cut off, as far
+	// as their headers tell.
+	Torn []Lost
+
 	opt Options
 	log *slog.Logger
 	m   *Metrics
@@ -257,10 +267,12 @@ func (b *Buffer) scan(id uint64, last bool) (*segment, error) {
 	}
 	hdr := make([]byte, headerLen)
 	var off int64
+	var lost Lost // what the first bad record's header says it held, if it says
 	for {
 		if _, err := f.ReadAt(hdr, off); err != nil {
 			break // end of file, or a partial header
 		}
+		lost = Lost{FirstSeq: binary.LittleEndian.Uint64(hdr[8:]), Samples: int(binary.LittleEndian.Uint32(hdr[16:]))}
 		// The length on disk is checked against the file before anything is
 		// allocated for it: a corrupt length must not ask for gigabytes.
 		n := int64(binary.LittleEndian.Uint32(hdr[0:]))
@@ -276,6 +288,18 @@ func (b *Buffer) scan(id uint64, last bool) (*segment, error) {
 		off += 8 + n
 	}
 	if st.Size() != off {
+		// The header of the record cut off names its samples, unless it is itself
+		// damaged: believed only when it follows on from the record before it.
+		plausible := lost.Samples > 0 && lost.Samples <= 1_000_000 && lost.FirstSeq > 0
+		if n := len(s.recs); n > 0 {
+			plausible = plausible && lost.FirstSeq == s.recs[n-1].firstSeq+uint64(s.recs[n-1].samples)
+		}
+		if plausible && off+headerLen <= st.Size() {
+			b.m.tornSamples.Add(float64(lost.Samples))
+			b.Torn = append(b.Torn, lost)
+			b.log.Warn("buffer: a torn record lost samples (power loss before fsync?)", "segment", segName(id),
+				"first_seq", lost.FirstSeq, "samples", lost.Samples)
+		}
 		b.log.Warn("buffer: cutting off a torn or corrupt end of a segment", "segment", segName(id), "at", off, "size", st.Size(), "last", last)
 		b.m.corrupt.Inc()
 		if err := f.Truncate(off); err != nil {

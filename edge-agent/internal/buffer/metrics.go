@@ -14,6 +14,7 @@ type Metrics struct {
 	fullWaits      prometheus.Counter
 	corrupt        prometheus.Counter
 	replayEvicted  prometheus.Counter
+	tornSamples    prometheus.Counter
 }
 
 // NewMetrics registers the metrics with reg (nil: not registered).
@@ -28,11 +29,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		droppedSamples: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_agent_buffer_dropped_samples_total", Help: "Samples dropped unsent because the buffer was full (policy drop_oldest)."}),
 		fullWaits:      prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_agent_buffer_full_waits_total", Help: "Times an append waited for space (policy pause)."}),
 		corrupt:        prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_agent_buffer_corrupt_tails_total", Help: "Torn or corrupt segment ends cut off at start-up."}),
+		tornSamples: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_agent_buffer_torn_samples_total",
+			Help: "Samples of torn records cut off at start-up, as far as their headers tell (lost to a power loss before fsync)."}),
 		replayEvicted: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_agent_buffer_replay_evicted_segments_total",
 			Help: "Segments of acknowledged envelopes, kept for the replay window, deleted early because the buffer was full."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.bytes, m.maxBytes, m.records, m.appended, m.acked, m.droppedRecords, m.droppedSamples, m.fullWaits, m.corrupt, m.replayEvicted)
+		reg.MustRegister(m.bytes, m.maxBytes, m.records, m.appended, m.acked, m.droppedRecords, m.droppedSamples, m.fullWaits, m.corrupt, m.replayEvicted, m.tornSamples)
 	}
 	return m
 }
