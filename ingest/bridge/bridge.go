@@ -479,31 +479,43 @@ func (b *Bridge) convert(msg mqtt.Message) ([]kafka.Message, int) {
 	if strings.HasPrefix(msg.Topic(), schemas.StatusRoot+"/") {
 		return b.convertStatus(msg), 0
 	}
-	payload := msg.Payload()
-	env, err := b.cfg.Limits.Decode(payload)
-	if err == nil {
-		path, perr := schemas.ParseTopic(msg.Topic())
-		switch {
-		case perr != nil:
-			err = &schemas.DecodeError{Reason: schemas.ReasonTopicMismatch, Err: perr}
-		case path != env.Path():
-			err = &schemas.DecodeError{Reason: schemas.ReasonTopicMismatch,
-				Err: fmt.Errorf("topic %q names %s, the envelope %s", msg.Topic(), path.Topic(), env.Path().Topic())}
-		}
-	}
+	recs, samples, err := Convert(b.cfg.Limits, msg.Topic(), msg.Payload())
 	if err != nil {
 		return []kafka.Message{b.deadLetter(msg, err, b.cfg.DeadLetterPayload)}, 0
+	}
+	return recs, samples
+}
+
+// Convert checks an envelope published on topic (with the limits' rules) and
+// returns its Kafka records (the samples topic, and the events topic for its state
+// and counter samples) and its sample count, or the *schemas.DecodeError that
+// refuses it. An empty topic means the envelope's own (a letter of the sink, whose
+// MQTT topic was checked when it came in).
+func Convert(limits schemas.Limits, topic string, payload []byte) ([]kafka.Message, int, error) {
+	env, err := limits.Decode(payload)
+	if err != nil {
+		return nil, 0, err
+	}
+	if topic != "" {
+		path, perr := schemas.ParseTopic(topic)
+		switch {
+		case perr != nil:
+			return nil, 0, &schemas.DecodeError{Reason: schemas.ReasonTopicMismatch, Err: perr}
+		case path != env.Path():
+			return nil, 0, &schemas.DecodeError{Reason: schemas.ReasonTopicMismatch,
+				Err: fmt.Errorf("topic %q names %s, the envelope %s", topic, path.Topic(), env.Path().Topic())}
+		}
 	}
 	key := env.Path().Key()
 	recs := []kafka.Message{{Topic: schemas.KafkaSamples, Key: key, Value: payload}}
 	if events := eventsOf(env); events != nil {
 		value, err := schemas.Encode(events)
 		if err != nil { // cannot happen: a subset of a valid envelope is valid
-			return []kafka.Message{b.deadLetter(msg, &schemas.DecodeError{Reason: schemas.ReasonInvalid, Err: err}, b.cfg.DeadLetterPayload)}, 0
+			return nil, 0, &schemas.DecodeError{Reason: schemas.ReasonInvalid, Err: err}
 		}
 		recs = append(recs, kafka.Message{Topic: schemas.KafkaEvents, Key: key, Value: value})
 	}
-	return recs, len(env.Samples)
+	return recs, len(env.Samples), nil
 }
 
 // convertStatus turns an agent's birth or death into a record of the status topic,

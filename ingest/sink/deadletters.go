@@ -3,11 +3,11 @@ package sink
 import (
 	"context"
 	"encoding/json"
-	"strings"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
+	"takt.dev/ingest/deadletter"
 	"takt.dev/schemas"
 	"takt.dev/servicekit"
 )
@@ -85,30 +85,11 @@ func indexRow(m kafka.Message) indexed {
 		d := schemas.NewDeadLetter(errString(row.Error), row.Source, row.ReceivedAt, row.Payload, len(row.Payload)+1)
 		row.PayloadBytes, row.PayloadSHA256 = d.PayloadBytes, d.PayloadSHA256
 	}
-	row.Error = strings.ToValidUTF8(strings.ReplaceAll(row.Error, "\x00", ""), "?")
-	row.Source = strings.ToValidUTF8(strings.ReplaceAll(row.Source, "\x00", ""), "?")
-	row.tenant = tenantOf(row.Source, string(m.Key))
+	row.Error, row.Source = deadletter.Clean(row.Error), deadletter.Clean(row.Source)
+	row.tenant = deadletter.TenantOf(row.Source, string(m.Key))
 	return row
 }
 
 type errString string
 
 func (e errString) Error() string { return string(e) }
-
-// tenantOf finds the tenant a letter names: the MQTT topic's tenant level, or the
-// Kafka key's "{tenant}/..." for letters of the sink.
-func tenantOf(source, key string) *string {
-	var cand string
-	switch {
-	case strings.HasPrefix(source, "mqtt:"+schemas.TopicRoot+"/"):
-		cand, _, _ = strings.Cut(strings.TrimPrefix(source, "mqtt:"+schemas.TopicRoot+"/"), "/")
-	case strings.HasPrefix(source, "mqtt:"+schemas.StatusRoot+"/"):
-		cand, _, _ = strings.Cut(strings.TrimPrefix(source, "mqtt:"+schemas.StatusRoot+"/"), "/")
-	case strings.HasPrefix(source, "kafka:"):
-		cand, _, _ = strings.Cut(key, "/")
-	}
-	if schemas.CheckName(cand) != nil {
-		return nil
-	}
-	return &cand
-}

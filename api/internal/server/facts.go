@@ -226,15 +226,16 @@ func (s *Server) listMaintenance(w http.ResponseWriter, r *http.Request) {
 
 // DeadLetter is one refused message of the tenant, as the ingest sink indexed it.
 type DeadLetter struct {
-	ReceivedAt     time.Time `json:"received_at"`
-	Reason         string    `json:"reason"`
-	Error          string    `json:"error"`
-	Source         string    `json:"source"`
-	PayloadBytes   int       `json:"payload_bytes"`
-	PayloadSHA256  string    `json:"payload_sha256"`
-	Truncated      bool      `json:"truncated"`
-	KafkaPartition int       `json:"kafka_partition"`
-	KafkaOffset    int64     `json:"kafka_offset"`
+	ReceivedAt     time.Time  `json:"received_at"`
+	Reason         string     `json:"reason"`
+	Error          string     `json:"error"`
+	Source         string     `json:"source"`
+	PayloadBytes   int        `json:"payload_bytes"`
+	PayloadSHA256  string     `json:"payload_sha256"`
+	Truncated      bool       `json:"truncated"`
+	KafkaPartition int        `json:"kafka_partition"`
+	KafkaOffset    int64      `json:"kafka_offset"`
+	ReplayedAt     *time.Time `json:"replayed_at"` // when takt-ingest deadletter replay wrote it back; nil if never
 }
 
 // deadLetters lists the tenant's refused messages received in a range, newest first
@@ -248,7 +249,7 @@ func (s *Server) deadLetters(w http.ResponseWriter, r *http.Request) {
 	reason := r.URL.Query().Get("reason")
 	out := []DeadLetter{}
 	err = s.inTenant(r.Context(), false, func(tx pgx.Tx) error {
-		rows, err := tx.Query(r.Context(), `SELECT received_at, reason, error, source, payload_bytes, payload_sha256, truncated, kafka_partition, kafka_offset
+		rows, err := tx.Query(r.Context(), `SELECT received_at, reason, error, source, payload_bytes, payload_sha256, truncated, kafka_partition, kafka_offset, replayed_at
 			FROM dead_letter WHERE received_at >= $1 AND received_at < $2 AND ($3 = '' OR reason = $3) ORDER BY received_at DESC LIMIT 1000`, from, to, reason)
 		if err != nil {
 			return err

@@ -3,6 +3,7 @@
 //
 //	takt-ingest [-c FILE] bridge|sink|all
 //	takt-ingest [-c FILE] validate
+//	takt-ingest [-c FILE] deadletter list|replay [-reason R] [-tenant T] [-since T] [-until T]
 //
 // Configuration comes from a YAML file (see example.yaml) and the environment:
 // DATABASE_URL, TAKT_MQTT_URL, TAKT_KAFKA_BROKERS (comma-separated) and
@@ -82,7 +83,8 @@ type Config struct {
 	} `yaml:"sink"`
 }
 
-const usage = `usage: takt-ingest [-c FILE] bridge|sink|all|validate`
+const usage = `usage: takt-ingest [-c FILE] bridge|sink|all|validate
+       takt-ingest [-c FILE] deadletter list|replay [flags]`
 
 func loadConfig(file string, getenv func(string) string) (*Config, error) {
 	cfg := &Config{HTTPAddr: "127.0.0.1:9102"}
@@ -141,6 +143,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	file := fs.String("c", "", "configuration file (YAML)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fs.NArg() >= 1 && fs.Arg(0) == "deadletter" {
+		cfg, err := loadConfig(*file, getenv)
+		if err != nil {
+			return err
+		}
+		return deadletterCmd(ctx, cfg, fs.Args()[1:], stdout, stderr)
 	}
 	if fs.NArg() != 1 {
 		fmt.Fprintln(stderr, usage)
