@@ -35,7 +35,9 @@ bench: deps
 FUZZTIME ?= 30s
 FUZZ_TARGETS = schemas:.:FuzzDecode schemas:.:FuzzDecodeStatus schemas:.:FuzzParseTopic \
 	edge-agent:./internal/config:FuzzParse edge-agent:./internal/buffer:FuzzRecoverSegment \
-	plant:./oee:FuzzComputeNanoseconds api:./internal/server:FuzzParameters
+	edge-agent:./internal/buffer:FuzzRecoverHead edge-agent:./internal/opcua:FuzzDataValue \
+	edge-agent:./internal/modbus:FuzzDecode \
+	plant:./oee:FuzzComputeNanoseconds api:./internal/server:FuzzParameters api:./internal/server:FuzzBodies
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do mod=$${t%%:*}; rest=$${t#*:}; pkg=$${rest%%:*}; fn=$${rest#*:}; \
 		echo "== fuzz $$mod $$pkg $$fn"; (cd $$mod && $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg); done

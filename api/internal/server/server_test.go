@@ -27,7 +27,7 @@ var h6 = time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)
 
 // fixture: tenants a and b; a has line-1 with filler-1 and capper-1 and two hours of
 // windows each; b has its own filler-1. Tokens "tok-a" and "tok-b".
-func fixture(t *testing.T) *pgxpool.Pool {
+func fixture(t testing.TB) *pgxpool.Pool {
 	t.Helper()
 	pool := testkit.NewDatabase(t).Pool(t)
 	ctx := context.Background()
@@ -82,7 +82,7 @@ SELECT tenant_id, id, c, c, 1.0 FROM w, unnest(CASE WHEN $1 = 'a' THEN ARRAY['fi
 	return pool
 }
 
-func newServer(t *testing.T, pool *pgxpool.Pool, replicas ...*pgxpool.Pool) (*Server, *httptest.Server) {
+func newServer(t testing.TB, pool *pgxpool.Pool, replicas ...*pgxpool.Pool) (*Server, *httptest.Server) {
 	t.Helper()
 	s := New(Deps{Primary: pool, Replicas: replicas, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry()})
 	ts := httptest.NewServer(s)

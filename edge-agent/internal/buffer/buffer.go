@@ -36,6 +36,7 @@ import (
 	"hash/crc32"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -208,10 +209,26 @@ func (b *Buffer) recover() error {
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 
 	headSeg, headIdx, lastSeq := b.readHead()
+	if lastSeq > math.MaxInt64 || (len(ids) > 0 && headSeg > ids[len(ids)-1]+1) {
+		// A head that does not fit the segments (a disk gone bad in a way its CRC did
+		// not catch): ignored, so nothing is deleted on its word; every record is
+		// sent again and downstream drops what it has.
+		b.log.Warn("buffer: the head file does not fit the segments; ignored", "head_segment", headSeg, "last_seq", lastSeq, "segments", len(ids))
+		b.m.corrupt.Inc()
+		headSeg, headIdx, lastSeq = 0, 0, 0
+	}
 	b.lastSeq = lastSeq
 	for i, id := range ids {
 		if id < headSeg {
-			os.Remove(filepath.Join(b.opt.Dir, segName(id))) // fully acknowledged before the crash
+			// Fully acknowledged before the crash: deleted, but its seqs are never
+			// handed out again, whatever the head says.
+			if old, err := b.scan(id, false); err == nil {
+				if n := len(old.recs); n > 0 {
+					b.lastSeq = max(b.lastSeq, old.recs[n-1].firstSeq+uint64(old.recs[n-1].samples)-1)
+				}
+				old.file.Close()
+			}
+			os.Remove(filepath.Join(b.opt.Dir, segName(id)))
 			continue
 		}
 		s, err := b.scan(id, i == len(ids)-1)
