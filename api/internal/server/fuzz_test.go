@@ -84,7 +84,9 @@ func FuzzBodies(f *testing.F) {
 			t.Fatalf("%s %s with %q: %d %s", r.method, r.path, body, resp.StatusCode, b)
 		}
 		if resp.StatusCode >= 400 {
-			var e struct{ Error struct{ Code, Message string } }
+			var e struct {
+				Error struct{ Code, Message string }
+			}
 			if json.Unmarshal(b, &e) != nil || e.Error.Code == "" || e.Error.Message == "" {
 				t.Fatalf("%s %s with %q: %d without a JSON error naming the fault: %s", r.method, r.path, body, resp.StatusCode, b)
 			}
