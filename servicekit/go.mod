@@ -4,4 +4,4 @@ go 1.26.8
 
 require gopkg.in/yaml.v3 v3.0.1
 
-require github.com/cenkalti/backoff/v5 v5.0.3 // indirect
+require github.com/cenkalti/backoff/v5 v5.0.3
