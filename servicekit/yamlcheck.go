@@ -46,6 +46,9 @@ func walk(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
 			k, v := n.Content[i], n.Content[i+1]
 			ft, ok := fields[k.Value]
 			if !ok {
+				if _, open := fields[anyKey]; open {
+					continue // an inline map takes other keys: its owner checks them
+				}
 				*errs = append(*errs, unknownKey(k, join(path, k.Value), fields))
 				continue
 			}
@@ -75,6 +78,27 @@ func join(path, key string) string {
 	return path + "." + key
 }
 
+// anyKey marks, in yamlFields, a struct with an inline map: it takes any key.
+const anyKey = "\x00any"
+
+// DecodeYAMLNode decodes node, the part of a document found at path, into v (a
+// pointer), as DecodeYAML does a whole document: every unknown key and every value
+// that does not fit, each with its line and path. It lets a part of a program (a
+// source driver) own the options under one key of a larger file.
+func DecodeYAMLNode(node *yaml.Node, path string, v any) []error {
+	var errs []error
+	walk(node, reflect.TypeOf(v), path, &errs)
+	var te *yaml.TypeError
+	if err := node.Decode(v); errors.As(err, &te) {
+		for _, e := range te.Errors {
+			errs = append(errs, errors.New(plainTypes.Replace(e)))
+		}
+	} else if err != nil {
+		errs = append(errs, err)
+	}
+	return errs
+}
+
 // yamlFields maps a struct's YAML keys to their types (inline structs included).
 func yamlFields(t reflect.Type) map[string]reflect.Type {
 	out := map[string]reflect.Type{}
@@ -89,6 +113,10 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 			continue
 		}
 		if strings.Contains(opts, "inline") {
+			if f.Type.Kind() == reflect.Map {
+				out[anyKey] = f.Type.Elem()
+				continue
+			}
 			for k, v := range yamlFields(f.Type) {
 				out[k] = v
 			}
@@ -105,7 +133,9 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 func unknownKey(k *yaml.Node, path string, fields map[string]reflect.Type) error {
 	known := make([]string, 0, len(fields))
 	for name := range fields {
-		known = append(known, name)
+		if name != anyKey {
+			known = append(known, name)
+		}
 	}
 	sort.Strings(known)
 	msg := fmt.Sprintf("line %d: %s: unknown key", k.Line, path)

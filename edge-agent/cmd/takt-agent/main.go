@@ -60,11 +60,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cmd == "validate" {
 		tags := 0
 		for _, e := range cfg.Equipment {
-			for _, d := range e.Modbus {
-				tags += len(d.Tags)
-			}
-			for _, o := range e.OPCUA {
-				tags += len(o.Tags)
+			for _, src := range e.Sources {
+				tags += len(src.SourceTags())
 			}
 		}
 		fmt.Fprintf(stdout, "%s is valid: agent %s, %d equipment, %d tags\n", *file, cfg.Agent.ID, len(cfg.Equipment), tags)

@@ -33,8 +33,6 @@ import (
 
 	"takt.dev/edge-agent/internal/buffer"
 	"takt.dev/edge-agent/internal/config"
-	"takt.dev/edge-agent/internal/modbus"
-	"takt.dev/edge-agent/internal/opcua"
 	"takt.dev/edge-agent/internal/publish"
 	"takt.dev/edge-agent/internal/source"
 	"takt.dev/schemas"
@@ -89,8 +87,9 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	b.life, b.incarnation = life, life.incarnation
 	pub := publish.New(cfg, buf, publish.Identity{Incarnation: life.incarnation, Previous: prev, Until: life.until},
 		opt.Log.With("component", "mqtt"), opt.Registry)
-	mm := modbus.NewMetrics(opt.Registry)
-	om := opcua.NewMetrics(opt.Registry)
+	// One runner per driver, made once: a driver registers its metrics once.
+	runners := map[string]func(context.Context, source.Config, func([]source.Reading)){}
+	rt := source.Runtime{AgentID: cfg.Agent.ID, Log: opt.Log, Registry: opt.Registry}
 
 	// Sources stop first (srcCtx), then the batcher flushes, then the publisher gets
 	// a moment to send before the buffer closes.
@@ -98,22 +97,17 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	defer stopSources()
 	var sources sync.WaitGroup
 	for ei := range cfg.Equipment {
-		for di := range cfg.Equipment[ei].Modbus {
-			dev := modbus.NewDevice(cfg.Equipment[ei].Modbus[di], mm, opt.Log)
-			maps := mappingsOf(cfg.Equipment[ei].Modbus[di].Tags)
+		for _, src := range cfg.Equipment[ei].Sources {
+			run, ok := runners[src.Driver]
+			if !ok {
+				run = source.Lookup(src.Driver).Runner(rt)
+				runners[src.Driver] = run
+			}
+			maps := mappingsOf(src.SourceTags())
 			sources.Add(1)
 			go func() {
 				defer sources.Done()
-				dev.Run(srcCtx, func(rs []source.Reading) { b.addReadings(srcCtx, ei, maps, rs) })
-			}()
-		}
-		for si := range cfg.Equipment[ei].OPCUA {
-			srv := opcua.NewServer(cfg.Equipment[ei].OPCUA[si], cfg.Agent.ID, om, opt.Log)
-			maps := mappingsOf(cfg.Equipment[ei].OPCUA[si].Tags)
-			sources.Add(1)
-			go func() {
-				defer sources.Done()
-				srv.Run(srcCtx, func(rs []source.Reading) { b.addReadings(srcCtx, ei, maps, rs) })
+				run(srcCtx, src.Config, func(rs []source.Reading) { b.addReadings(srcCtx, ei, maps, rs) })
 			}()
 		}
 	}
@@ -232,7 +226,7 @@ func newBatcher(cfg *config.Config, buf *buffer.Buffer, now func() time.Time, re
 // mapping is a tag's configuration with its names resolved once, at start-up, so
 // that mapping a reading parses nothing.
 type mapping struct {
-	tag     *config.Tag
+	tag     *source.Tag
 	role    schemas.Role
 	counter schemas.CounterKind
 	states  map[int64]stateOf
@@ -244,7 +238,7 @@ type stateOf struct {
 }
 
 // mappingsOf resolves a device's tags (validated by config.Load, so the names parse).
-func mappingsOf(tags []config.Tag) []mapping {
+func mappingsOf(tags []source.Tag) []mapping {
 	out := make([]mapping, len(tags))
 	for i := range tags {
 		t := &tags[i]

@@ -5,15 +5,14 @@ import (
 	"testing"
 	"time"
 
-	"takt.dev/edge-agent/internal/config"
 	"takt.dev/edge-agent/internal/source"
 	"takt.dev/schemas"
 )
 
 func TestToSample(t *testing.T) {
-	tags := []config.Tag{
+	tags := []source.Tag{
 		{Name: "speed", Role: "measurement", Scale: 0.1, Offset: -5},
-		{Name: "state", Role: "state", Scale: 1, States: map[int64]config.StateOfCode{3: {State: "STOPPED_UNPLANNED", Reason: 101}}},
+		{Name: "state", Role: "state", Scale: 1, States: map[int64]source.StateOfCode{3: {State: "STOPPED_UNPLANNED", Reason: 101}}},
 		{Name: "total", Role: "counter", Counter: "total", Scale: 1, Wrap: 65536},
 		{Name: "lot", Role: "measurement", Scale: 1},
 		{Name: "good", Role: "counter", Counter: "good", Scale: 1}, // no wrap configured (an OPC UA tag)

@@ -35,7 +35,7 @@ func orderBytes(regs []uint16, order string) []byte {
 }
 
 // Decode turns the registers of one tag into its value. regs must hold exactly the
-// registers the type takes (config.RegisterCount).
+// registers the type takes (RegisterCount).
 func Decode(regs []uint16, typ, order string) (Value, error) {
 	order = strings.ToUpper(order)
 	want := map[string]int{"bool": 1, "int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2,

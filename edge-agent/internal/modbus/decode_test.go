@@ -3,8 +3,6 @@ package modbus
 import (
 	"math"
 	"testing"
-
-	"takt.dev/edge-agent/internal/config"
 )
 
 // The byte orders, for the 32-bit value 0x11223344 ("A"=0x11 ... "D"=0x44) as a
@@ -152,7 +150,7 @@ func FuzzDecode(f *testing.F) {
 		if !v.IsText && (math.IsNaN(v.Num) || math.IsInf(v.Num, 0)) {
 			t.Fatalf("Decode returned %v without an error", v.Num)
 		}
-		if typ != "string" && typ != "bool" && config.RegisterCount(typ, 0) == len(regs) {
+		if typ != "string" && typ != "bool" && RegisterCount(typ, 0) == len(regs) {
 			// Encoding the value again gives back the registers for exact types.
 			if typ == "int16" || typ == "uint16" || typ == "int32" || typ == "uint32" || typ == "float32" {
 				again := Encode(v.Num, typ, order)

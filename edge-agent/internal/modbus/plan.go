@@ -2,8 +2,6 @@ package modbus
 
 import (
 	"sort"
-
-	"takt.dev/edge-agent/internal/config"
 )
 
 // Protocol limits per request.
@@ -30,7 +28,7 @@ type Slot struct {
 // Plan merges the tags' addresses into as few requests as the protocol allows:
 // tags of one register kind whose addresses are at most gapFill registers apart
 // share a request, up to MaxRegisters registers (MaxBits bits).
-func Plan(tags []config.Tag, gapFill int) []Request {
+func Plan(tags []Tag, gapFill int) []Request {
 	idx := make([]int, len(tags))
 	for i := range idx {
 		idx[i] = i
@@ -45,7 +43,7 @@ func Plan(tags []config.Tag, gapFill int) []Request {
 	var out []Request
 	for _, i := range idx {
 		t := tags[i]
-		n := config.RegisterCount(t.Type, t.Length)
+		n := RegisterCount(t.Type, t.Length)
 		limit := MaxRegisters
 		if t.Register == "coil" || t.Register == "discrete" {
 			limit = MaxBits

@@ -2,17 +2,16 @@ package modbus
 
 import (
 	"reflect"
+	"takt.dev/edge-agent/internal/source"
 	"testing"
-
-	"takt.dev/edge-agent/internal/config"
 )
 
-func tag(name, register, typ string, addr int) config.Tag {
-	return config.Tag{Name: name, Register: register, Type: typ, Address: &addr, Length: 4}
+func tag(name, register, typ string, addr int) Tag {
+	return Tag{Tag: source.Tag{Name: name}, Register: register, Type: typ, Address: &addr, Length: 4}
 }
 
 func TestPlanMergesAdjacentAddresses(t *testing.T) {
-	tags := []config.Tag{
+	tags := []Tag{
 		tag("a", "holding", "uint16", 0),
 		tag("b", "holding", "float32", 1), // 1..2
 		tag("c", "holding", "uint16", 10), // gap of 7 ≤ 10: merged
@@ -37,7 +36,7 @@ func TestPlanMergesAdjacentAddresses(t *testing.T) {
 }
 
 func TestPlanRespectsRegisterLimit(t *testing.T) {
-	var tags []config.Tag
+	var tags []Tag
 	for i := range 200 {
 		tags = append(tags, tag("t", "holding", "uint16", i))
 	}
@@ -45,7 +44,7 @@ func TestPlanRespectsRegisterLimit(t *testing.T) {
 	if len(got) != 2 || got[0].Count != MaxRegisters || got[1].Count != 200-MaxRegisters {
 		t.Fatalf("200 adjacent registers planned as %d requests (%d, ...)", len(got), got[0].Count)
 	}
-	var coils []config.Tag
+	var coils []Tag
 	for i := range 2001 {
 		coils = append(coils, tag("c", "coil", "bool", i))
 	}

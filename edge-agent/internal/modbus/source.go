@@ -21,7 +21,6 @@ import (
 
 	mb "github.com/simonvetter/modbus"
 
-	"takt.dev/edge-agent/internal/config"
 	"takt.dev/edge-agent/internal/source"
 	"takt.dev/servicekit"
 )
@@ -31,7 +30,7 @@ type Reading = source.Reading
 
 // Device polls one Modbus server.
 type Device struct {
-	cfg    config.ModbusDevice
+	cfg    Config
 	plan   []Request
 	m      *Metrics
 	log    *slog.Logger
@@ -41,7 +40,7 @@ type Device struct {
 }
 
 // NewDevice prepares the device's read plan. cfg must be validated.
-func NewDevice(cfg config.ModbusDevice, m *Metrics, log *slog.Logger) *Device {
+func NewDevice(cfg Config, m *Metrics, log *slog.Logger) *Device {
 	return &Device{cfg: cfg, plan: Plan(cfg.Tags, cfg.GapFill), m: m, now: time.Now, warned: map[int]bool{},
 		log: log.With("modbus_device", cfg.Name, "url", cfg.URL)}
 }

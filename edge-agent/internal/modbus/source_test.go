@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"takt.dev/edge-agent/internal/config"
 	"takt.dev/edge-agent/internal/source"
 )
 
@@ -70,10 +69,10 @@ func crc16(b []byte) uint16 {
 }
 
 func TestRTUOverTCP(t *testing.T) {
-	dev := config.ModbusDevice{Name: "gw", URL: "rtuovertcp://" + rtuOverTCP(t, 7), UnitID: 7, Interval: 50 * time.Millisecond,
-		Timeout: time.Second, GapFill: 10, Tags: []config.Tag{
-			{Name: "a", Register: "holding", Address: addr(5), Type: "uint16", ByteOrder: "ABCD"},
-			{Name: "b", Register: "holding", Address: addr(8), Type: "uint32", ByteOrder: "ABCD"},
+	dev := Config{Name: "gw", URL: "rtuovertcp://" + rtuOverTCP(t, 7), UnitID: 7, Interval: 50 * time.Millisecond,
+		Timeout: time.Second, GapFill: 10, Tags: []Tag{
+			{Tag: source.Tag{Name: "a"}, Register: "holding", Address: addr(5), Type: "uint16", ByteOrder: "ABCD"},
+			{Tag: source.Tag{Name: "b"}, Register: "holding", Address: addr(8), Type: "uint32", ByteOrder: "ABCD"},
 		}}
 	d := NewDevice(dev, NewMetrics(nil), slog.New(slog.DiscardHandler))
 	if d.Requests() != 1 {
@@ -94,8 +93,8 @@ func TestRTUOverTCP(t *testing.T) {
 }
 
 func TestWrongUnitTimesOutAsBadQuality(t *testing.T) {
-	dev := config.ModbusDevice{Name: "gw", URL: "rtuovertcp://" + rtuOverTCP(t, 7), UnitID: 9, Interval: 50 * time.Millisecond,
-		Timeout: 200 * time.Millisecond, Tags: []config.Tag{{Name: "a", Register: "holding", Address: addr(5), Type: "uint16", ByteOrder: "ABCD"}}}
+	dev := Config{Name: "gw", URL: "rtuovertcp://" + rtuOverTCP(t, 7), UnitID: 9, Interval: 50 * time.Millisecond,
+		Timeout: 200 * time.Millisecond, Tags: []Tag{{Tag: source.Tag{Name: "a"}, Register: "holding", Address: addr(5), Type: "uint16", ByteOrder: "ABCD"}}}
 	d := NewDevice(dev, NewMetrics(nil), slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

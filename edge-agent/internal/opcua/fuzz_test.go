@@ -8,7 +8,6 @@ import (
 
 	"github.com/gopcua/opcua/ua"
 
-	"takt.dev/edge-agent/internal/config"
 	"takt.dev/edge-agent/internal/source"
 )
 
@@ -25,7 +24,7 @@ func FuzzDataValue(f *testing.F) {
 	f.Add(uint8(9), math.Float64bits(math.NaN()), "", uint32(0x40000000), int64(0), now.UnixNano())
 	f.Add(uint8(10), uint64(0), "RUNNING\x00\xff", uint32(0x80000000), int64(-1), int64(0))
 	f.Add(uint8(12), uint64(1<<63), "", uint32(0), int64(math.MaxInt64), int64(math.MinInt64))
-	cfg := config.OPCUAServer{Name: "fuzz", Tags: []config.Tag{{Name: "t", NodeID: "ns=1;s=t"}}}
+	cfg := Config{Name: "fuzz", Tags: []Tag{{Tag: source.Tag{Name: "t"}, NodeID: "ns=1;s=t"}}}
 	f.Fuzz(func(t *testing.T, kind uint8, bits uint64, text string, status uint32, src, srv int64) {
 		var v any
 		switch kind % 15 {

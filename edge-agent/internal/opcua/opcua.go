@@ -25,14 +25,13 @@ import (
 	"github.com/gopcua/opcua/ua"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"takt.dev/edge-agent/internal/config"
 	"takt.dev/edge-agent/internal/source"
 	"takt.dev/servicekit"
 )
 
 // Server reads one OPC UA server.
 type Server struct {
-	cfg     config.OPCUAServer
+	cfg     Config
 	agentID string
 	m       *Metrics
 	log     *slog.Logger
@@ -52,7 +51,7 @@ type Server struct {
 func (s *Server) serverNow() time.Time { return s.now().Add(time.Duration(s.skew.Load())) }
 
 // NewServer prepares a server source; cfg must be validated.
-func NewServer(cfg config.OPCUAServer, agentID string, m *Metrics, log *slog.Logger) *Server {
+func NewServer(cfg Config, agentID string, m *Metrics, log *slog.Logger) *Server {
 	return &Server{cfg: cfg, agentID: agentID, m: m, now: time.Now, refused: map[int]bool{},
 		log: log.With("opcua_server", cfg.Name, "endpoint", cfg.Endpoint)}
 }
@@ -172,7 +171,7 @@ func (s *Server) resolve(ctx context.Context, c *opcua.Client) ([]*ua.NodeID, er
 	var nsArray []string
 	out := make([]*ua.NodeID, len(s.cfg.Tags))
 	for i, t := range s.cfg.Tags {
-		n, _ := config.ParseNodeID(t.NodeID, t.NamespaceURI) // validated at start-up
+		n, _ := ParseNodeID(t.NodeID, t.NamespaceURI) // validated at start-up
 		ns := n.Namespace
 		if n.NamespaceURI != "" {
 			if nsArray == nil {

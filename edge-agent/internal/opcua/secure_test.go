@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"takt.dev/edge-agent/internal/config"
 	"takt.dev/edge-agent/internal/source"
 	"takt.dev/testkit"
 )
@@ -30,7 +29,7 @@ func secureServer(t *testing.T) string {
 
 // firstReading runs the source until it hands out a reading of the wanted quality,
 // or the time is up; it returns the last reading seen.
-func firstReading(t *testing.T, cfg config.OPCUAServer, want source.Quality, within time.Duration) (source.Reading, bool) {
+func firstReading(t *testing.T, cfg Config, want source.Quality, within time.Duration) (source.Reading, bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
@@ -56,12 +55,12 @@ func firstReading(t *testing.T, cfg config.OPCUAServer, want source.Quality, wit
 func TestSecurityPoliciesAgainstNodeOPCUA(t *testing.T) {
 	endpoint := secureServer(t)
 	pki := t.TempDir()
-	base := config.OPCUAServer{
+	base := Config{
 		Name: "secure", Endpoint: endpoint, Auth: "username", Username: "takt", Password: "secret",
 		Certificate: filepath.Join(pki, "own", "cert.pem"), PrivateKey: filepath.Join(pki, "own", "key.pem"),
 		TrustDir: filepath.Join(pki, "trusted"), Mode: "poll", Interval: 200 * time.Millisecond, Timestamp: "source",
 		Watchdog: 10 * time.Second, RequestTimeout: 5 * time.Second,
-		Tags: []config.Tag{{Name: "speed", Role: "measurement", NodeID: "ns=1;s=Speed", Scale: 1}},
+		Tags: []Tag{{Tag: source.Tag{Name: "speed", Role: "measurement", Scale: 1}, NodeID: "ns=1;s=Speed"}},
 	}
 
 	// First contact: the server's certificate is unknown, refused, and put aside.
