@@ -52,7 +52,8 @@ type rig struct {
 	redelivered int      // messages the broker delivered again (DUP set): at-least-once between broker and subscriber
 	status      string   // the agent's last status message: online or offline
 	quality     map[string]map[schemas.Quality]int
-	sub         mqtt.Client // the recording subscriber
+	sub         mqtt.Client                // the recording subscriber
+	identities  map[string]map[uint64]bool // incarnation → first seqs of its envelopes
 }
 
 func newRig(t testing.TB, machines int) *rig {
@@ -135,6 +136,13 @@ func (r *rig) receive(_ mqtt.Client, m mqtt.Message) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.identities == nil {
+		r.identities = map[string]map[uint64]bool{}
+	}
+	if r.identities[env.Incarnation] == nil {
+		r.identities[env.Incarnation] = map[uint64]bool{}
+	}
+	r.identities[env.Incarnation][env.Samples[0].Seq] = true
 	for _, s := range env.Samples {
 		r.arrivals = append(r.arrivals, s.Seq)
 		if r.quality[env.Equipment] == nil {
@@ -611,6 +619,39 @@ func TestPowerLoss(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// TestReimagedGateway: the gateway is re-imaged (its buffer directory gone) and the
+// agent starts again with the same id: its seq starts over from 1, under a new
+// incarnation, so that no envelope identity (agent, incarnation, first seq) of the
+// new run is one of the old run's, and downstream stores both.
+func TestReimagedGateway(t *testing.T) {
+	r := newRig(t, 3)
+	r.config("", 50*time.Millisecond)
+	agent := r.start()
+	r.waitMetric("takt_agent_published_samples_total", 200, 20*time.Second)
+	agent.Stop()
+	r.waitStatus("offline")
+	if err := os.RemoveAll(filepath.Join(r.dir, "buffer")); err != nil {
+		t.Fatal(err)
+	}
+	agent = r.start()
+	r.waitMetric("takt_agent_published_samples_total", 200, 20*time.Second)
+	agent.Stop()
+	r.waitStatus("offline")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.identities) != 2 {
+		t.Fatalf("%d incarnations seen, want 2 (one per run)", len(r.identities))
+	}
+	var runs []map[uint64]bool
+	for inc, firsts := range r.identities {
+		if inc == "" || !firsts[1] {
+			t.Fatalf("incarnation %q: first seqs %v; want a named incarnation whose seq starts at 1", inc, firsts)
+		}
+		runs = append(runs, firsts)
+	}
+	t.Logf("two runs, seq from 1 in each: %d and %d envelopes, no identity shared", len(runs[0]), len(runs[1]))
 }
 
 func TestBufferFullDropsOldest(t *testing.T) {
