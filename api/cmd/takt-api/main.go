@@ -2,7 +2,9 @@
 // bearer tokens.
 //
 //	takt-api [-c FILE] serve
-//	takt-api [-c FILE] token create -tenant acme -name dashboard   (prints the token once)
+//	takt-api [-c FILE] token create -tenant acme -name dashboard [-scope read|manage|admin] [-expires 8760h]
+//	takt-api [-c FILE] token list|revoke -tenant acme [-id ID]
+//	takt-api [-c FILE] tenant create -id acme -name "Acme" | tenant list
 //	takt-api [-c FILE] validate
 //
 // Configuration: a YAML file (see example.yaml) and the environment: DATABASE_URL,
@@ -22,14 +24,19 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
+	"text/tabwriter"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"takt.dev/api/internal/server"
+	"takt.dev/schemas"
 	"takt.dev/servicekit"
 )
 
@@ -45,6 +52,9 @@ type Config struct {
 	HTTPAddr        string   `yaml:"http_addr"`
 	DatabaseURL     string   `yaml:"database_url"`
 	ReadReplicaURLs []string `yaml:"read_replica_urls"`
+	// TokenCache is how long a server trusts a token it looked up: a revocation
+	// takes effect on other servers within it. Default 10s.
+	TokenCache time.Duration `yaml:"token_cache"`
 }
 
 func load(file string, getenv func(string) string) (*Config, error) {
@@ -63,6 +73,9 @@ func load(file string, getenv func(string) string) (*Config, error) {
 	}
 	if cfg.DatabaseURL == "" {
 		return nil, errors.New("database_url: missing (or set DATABASE_URL)")
+	}
+	if cfg.TokenCache < 0 || cfg.TokenCache > time.Hour {
+		return nil, fmt.Errorf("token_cache %s: want 0 (the default, 10s) to 1h", cfg.TokenCache)
 	}
 	for i, u := range append([]string{cfg.DatabaseURL}, cfg.ReadReplicaURLs...) {
 		if _, err := pgxpool.ParseConfig(u); err != nil {
@@ -107,10 +120,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stdout, "configuration is valid")
 		return nil
 	case "token":
-		return tokenCmd(ctx, cfg, fs.Args()[1:], stdout, stderr)
+		return tokenCmd(ctx, cfg, fs.Args()[1:], getenv, stdout, stderr)
+	case "tenant":
+		return tenantCmd(ctx, cfg, fs.Args()[1:], getenv, stdout, stderr)
 	case "serve":
 	default:
-		return fmt.Errorf("unknown command %q (want serve, token create or validate)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, token create|list|revoke, tenant create|list or validate)", cmd)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	primary, err := pgxpool.New(ctx, cfg.DatabaseURL)
@@ -129,7 +144,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	h := server.New(server.Deps{Primary: primary, Replicas: replicas, Log: log, Registry: reg})
+	h := server.New(server.Deps{Primary: primary, Replicas: replicas, Log: log, Registry: reg, TokenCache: cfg.TokenCache})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http_addr: %w", err)
@@ -138,36 +153,200 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return servicekit.Serve(ctx, ln, h)
 }
 
-func tokenCmd(ctx context.Context, cfg *Config, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "create" {
-		return errors.New("usage: takt-api token create -tenant TENANT -name NAME")
+// cliActor names who runs a command in the audit log: cli:<user>.
+func cliActor(getenv func(string) string) string {
+	for _, k := range []string{"SUDO_USER", "USER", "LOGNAME"} {
+		if v := getenv(k); v != "" {
+			return "cli:" + v
+		}
 	}
-	fs := flag.NewFlagSet("takt-api token create", flag.ContinueOnError)
+	return "cli"
+}
+
+const tokenUsage = `usage: takt-api token create -tenant T -name N [-scope read|manage|admin] [-expires 8760h|0]
+       takt-api token list -tenant T
+       takt-api token revoke -tenant T -id ID`
+
+func tokenCmd(ctx context.Context, cfg *Config, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New(tokenUsage)
+	}
+	verb := args[0]
+	fs := flag.NewFlagSet("takt-api token "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	tenant := fs.String("tenant", "", "the tenant the token gives access to")
-	name := fs.String("name", "", "what the token is for (shown in the audit log as token:NAME)")
+	name := fs.String("name", "", "create: what the token is for (shown in the audit log as token:NAME)")
+	scopeName := fs.String("scope", "read", "create: read (GET only), manage (also changes) or admin (also tokens)")
+	expires := fs.Duration("expires", 365*24*time.Hour, "create: the token expires after this long; 0 for never")
+	id := fs.Int64("id", 0, "revoke: the token's id (token list shows it)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	if *tenant == "" || *name == "" {
-		return errors.New("token create: -tenant and -name are required")
+	if *tenant == "" {
+		return fmt.Errorf("token %s: -tenant is required", verb)
 	}
 	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	token, hash := NewToken()
 	var exists bool
 	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tenant WHERE tenant_id = $1)`, *tenant).Scan(&exists); err != nil {
 		return err
 	}
 	if !exists {
-		return fmt.Errorf("token create: tenant %q does not exist", *tenant)
+		return fmt.Errorf("token %s: tenant %q does not exist (takt-api tenant list)", verb, *tenant)
 	}
-	if _, err := pool.Exec(ctx, `INSERT INTO api_token (tenant_id, name, token_hash) VALUES ($1, $2, $3)`, *tenant, *name, hash); err != nil {
+	actor := cliActor(getenv)
+	switch verb {
+	case "create":
+		if *name == "" {
+			return errors.New("token create: -name is required")
+		}
+		scope, err := server.ParseScope(*scopeName)
+		if err != nil {
+			return fmt.Errorf("token create: -%v", err)
+		}
+		if *expires < 0 {
+			return fmt.Errorf("token create: -expires %s: want a positive duration, or 0 for never", *expires)
+		}
+		var until *time.Time
+		if *expires > 0 {
+			t := time.Now().Add(*expires).UTC()
+			until = &t
+		}
+		token, hash := NewToken()
+		err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+			var tok server.Token
+			err := tx.QueryRow(ctx, `INSERT INTO api_token (tenant_id, name, token_hash, scope, expires_at, created_by) VALUES ($1, $2, $3, $4, $5, $6)
+				RETURNING id, name, scope, created_at, created_by, expires_at, revoked_at`, *tenant, *name, hash, scope.String(), until, actor).
+				Scan(&tok.ID, &tok.Name, &tok.Scope, &tok.CreatedAt, &tok.CreatedBy, &tok.ExpiresAt, &tok.RevokedAt)
+			if err != nil {
+				return err
+			}
+			return audit(ctx, tx, *tenant, actor, "insert", "api_token", strconv.FormatInt(tok.ID, 10), tok)
+		})
+		if err != nil {
+			return err
+		}
+		expiry := "never expires"
+		if until != nil {
+			expiry = "expires " + until.Format(time.RFC3339)
+		}
+		fmt.Fprintf(stderr, "token %q of tenant %s, scope %s, %s (shown once; only its hash is kept):\n", *name, *tenant, scope, expiry)
+		fmt.Fprintln(stdout, token)
+		return nil
+	case "list":
+		rows, err := pool.Query(ctx, `SELECT id, name, scope, created_at, created_by, expires_at, revoked_at FROM api_token
+			WHERE tenant_id = $1 ORDER BY id`, *tenant)
+		if err != nil {
+			return err
+		}
+		toks, err := pgx.CollectRows(rows, pgx.RowToStructByPos[server.Token])
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tSCOPE\tCREATED\tBY\tEXPIRES\tSTATE")
+		for _, t := range toks {
+			exp, state := "never", "active"
+			if t.ExpiresAt != nil {
+				exp = t.ExpiresAt.UTC().Format(time.RFC3339)
+				if t.ExpiresAt.Before(time.Now()) {
+					state = "expired"
+				}
+			}
+			if t.RevokedAt != nil {
+				state = "revoked " + t.RevokedAt.UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Scope, t.CreatedAt.UTC().Format(time.RFC3339), t.CreatedBy, exp, state)
+		}
+		return tw.Flush()
+	case "revoke":
+		if *id <= 0 {
+			return errors.New("token revoke: -id is required (token list shows it)")
+		}
+		return pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+			var tok server.Token
+			err := tx.QueryRow(ctx, `UPDATE api_token SET revoked_at = coalesce(revoked_at, now()) WHERE tenant_id = $1 AND id = $2
+				RETURNING id, name, scope, created_at, created_by, expires_at, revoked_at`, *tenant, *id).
+				Scan(&tok.ID, &tok.Name, &tok.Scope, &tok.CreatedAt, &tok.CreatedBy, &tok.ExpiresAt, &tok.RevokedAt)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("token revoke: no token %d in tenant %s", *id, *tenant)
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "revoked token %d (%s) of tenant %s; servers stop taking it within their token_cache (10 s by default)\n", tok.ID, tok.Name, *tenant)
+			return audit(ctx, tx, *tenant, actor, "update", "api_token", strconv.FormatInt(tok.ID, 10), tok)
+		})
+	}
+	return errors.New(tokenUsage)
+}
+
+const tenantUsage = `usage: takt-api tenant create -id ID -name NAME
+       takt-api tenant list`
+
+// tenantCmd creates and lists tenants, as the tables' owner (no role of the API can).
+func tenantCmd(ctx context.Context, cfg *Config, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || (args[0] != "create" && args[0] != "list") {
+		return errors.New(tenantUsage)
+	}
+	fs := flag.NewFlagSet("takt-api tenant "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	id := fs.String("id", "", "create: the tenant's id (A-Z a-z 0-9 - _ ., as in MQTT topics)")
+	name := fs.String("name", "", "create: its display name")
+	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, token)
-	return nil
+	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if args[0] == "list" {
+		rows, err := pool.Query(ctx, `SELECT t.tenant_id, t.name, (SELECT count(*) FROM api_token k WHERE k.tenant_id = t.tenant_id AND k.revoked_at IS NULL)
+			FROM tenant t ORDER BY t.tenant_id`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tACTIVE TOKENS")
+		for rows.Next() {
+			var tid, tname string
+			var n int
+			if err := rows.Scan(&tid, &tname, &n); err != nil {
+				return err
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\n", tid, tname, n)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		return tw.Flush()
+	}
+	if err := schemas.CheckName(*id); err != nil {
+		return fmt.Errorf("tenant create: -id %q: %v", *id, err)
+	}
+	if strings.TrimSpace(*name) == "" {
+		return errors.New("tenant create: -name is required")
+	}
+	return pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO tenant (tenant_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING`, *id, *name)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("tenant create: tenant %q exists already", *id)
+		}
+		fmt.Fprintf(stdout, "created tenant %s (%s)\n", *id, *name)
+		return audit(ctx, tx, *id, cliActor(getenv), "insert", "tenant", *id, map[string]string{"tenant_id": *id, "name": *name})
+	})
+}
+
+func audit(ctx context.Context, tx pgx.Tx, tenant, actor, action, entity, id string, after any) error {
+	_, err := tx.Exec(ctx, `INSERT INTO audit_log (tenant_id, actor, action, entity, entity_id, after) VALUES ($1, $2, $3, $4, $5, $6)`,
+		tenant, actor, action, entity, id, after)
+	return err
 }

@@ -117,6 +117,17 @@ func TestResponsesMatchTheOpenAPIDocument(t *testing.T) {
 		{"DELETE", "/lines/line-9", "tok-a", "", 200},
 		{"DELETE", "/sites/turin", "tok-a", "", 200},
 		{"GET", "/lines/line-1/oee?site=lyon&bucket=hour&" + hours, "tok-a", "", 200},
+		// Scopes: read reads, manage changes, admin also sees and revokes tokens.
+		{"GET", "/equipment/filler-1/oee?bucket=day&" + day, "tok-read", "", 200},
+		{"POST", "/sites", "tok-read", `{"code":"oslo","name":"Oslo","time_zone":"Europe/Oslo"}`, 403},
+		{"POST", "/sites", "tok-manage", `{"code":"oslo","name":"Oslo","time_zone":"Europe/Oslo"}`, 201},
+		{"GET", "/tokens", "tok-manage", "", 403},
+		{"GET", "/tokens", "tok-a", "", 200},
+		{"GET", "/equipment", "tok-expired", "", 401},
+		{"DELETE", "/tokens/3", "tok-a", "", 200},
+		{"GET", "/equipment", "tok-read", "", 401},
+		{"DELETE", "/tokens/2", "tok-a", "", 404}, // tenant b's
+		{"DELETE", "/tokens/x", "tok-a", "", 400},
 	} {
 		t.Run(c.method+" "+strings.SplitN(c.path, "?", 2)[0], func(t *testing.T) {
 			req, _ := http.NewRequest(c.method, ts.URL+"/api/v1"+c.path, strings.NewReader(c.body))
@@ -148,6 +159,11 @@ func TestResponsesMatchTheOpenAPIDocument(t *testing.T) {
 				t.Logf("body: %.600s", body)
 			}
 		})
+	}
+	var audited int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM audit_log WHERE tenant_id = 'a' AND entity = 'api_token' AND entity_id = '3'
+		AND actor = 'token:test-a' AND after->>'revoked_at' IS NOT NULL AND NOT after ? 'token_hash'`).Scan(&audited); err != nil || audited != 1 {
+		t.Fatalf("the revocation is audited %d times (%v), want once, without the hash", audited, err)
 	}
 }
 

@@ -64,6 +64,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/equipment/{code}/timeline", s.auth(s.timeline))
 	mux.HandleFunc("GET /api/v1/equipment/{code}/downtime", s.auth(s.downtime))
 	mux.HandleFunc("GET /api/v1/equipment/{code}/counts", s.auth(s.counts))
+	mux.HandleFunc("GET /api/v1/tokens", s.authScope(ScopeAdmin, s.listTokens))
+	mux.HandleFunc("DELETE /api/v1/tokens/{id}", s.authScope(ScopeAdmin, s.revokeToken))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, &apiError{http.StatusNotFound, "not_found", "no such endpoint: " + r.Method + " " + r.URL.Path})
 	})

@@ -43,6 +43,9 @@ type Deps struct {
 	Log      *slog.Logger
 	Registry *prometheus.Registry
 	Now      func() time.Time
+	// TokenCache is how long a looked-up token is trusted without asking the
+	// database again: a revocation takes effect within it. Default 10 s.
+	TokenCache time.Duration
 }
 
 // Server serves the API.
@@ -56,7 +59,36 @@ type Server struct {
 
 type cachedToken struct {
 	tenant, name string
+	scope        Scope
 	until        time.Time
+}
+
+// Scope is what a token may do; each scope includes the ones before it.
+type Scope int
+
+const (
+	ScopeRead   Scope = iota + 1 // GET: OEE, timelines, master data, dead letters
+	ScopeManage                  // also change master data and facts (POST, PATCH, DELETE)
+	ScopeAdmin                   // also list and revoke the tenant's tokens
+)
+
+var scopeNames = [...]string{ScopeRead: "read", ScopeManage: "manage", ScopeAdmin: "admin"}
+
+func (sc Scope) String() string {
+	if sc > 0 && int(sc) < len(scopeNames) {
+		return scopeNames[sc]
+	}
+	return fmt.Sprintf("Scope(%d)", int(sc))
+}
+
+// ParseScope reads read, manage or admin.
+func ParseScope(s string) (Scope, error) {
+	for i, n := range scopeNames {
+		if n != "" && n == s {
+			return Scope(i), nil
+		}
+	}
+	return 0, fmt.Errorf("scope %q: want read, manage or admin", s)
 }
 
 // New builds the server.
@@ -66,6 +98,9 @@ func New(d Deps) *Server {
 	}
 	if d.Registry == nil {
 		d.Registry = prometheus.NewRegistry()
+	}
+	if d.TokenCache <= 0 {
+		d.TokenCache = 10 * time.Second
 	}
 	s := &Server{d: d, m: newMetrics(d.Registry)}
 	s.handler = s.routes()
@@ -115,10 +150,19 @@ type ctxKey int
 const principalKey ctxKey = 0
 
 // principal is who a request is from.
-type principal struct{ tenant, actor string }
+type principal struct {
+	tenant, actor string
+	scope         Scope
+}
 
 // auth resolves the bearer token to a tenant, or answers 401.
 func (s *Server) auth(next http.HandlerFunc) http.HandlerFunc {
+	return s.authScope(0, next)
+}
+
+// authScope is auth for a call that needs scope need; 0 means by the method: read
+// for GET and HEAD, manage for the others. A token whose scope is too small gets 403.
+func (s *Server) authScope(need Scope, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		const prefix = "Bearer "
 		h := r.Header.Get("Authorization")
@@ -132,27 +176,51 @@ func (s *Server) auth(next http.HandlerFunc) http.HandlerFunc {
 			s.fail(w, r, err)
 			return
 		}
+		want := need
+		if want == 0 {
+			want = ScopeManage
+			if r.Method == http.MethodGet || r.Method == http.MethodHead {
+				want = ScopeRead
+			}
+		}
+		if p.scope < want {
+			s.fail(w, r, &apiError{http.StatusForbidden, "forbidden",
+				fmt.Sprintf("this token's scope is %s; %s %s needs %s", p.scope, r.Method, r.URL.Path, want)})
+			return
+		}
 		next(w, r.WithContext(context.WithValue(r.Context(), principalKey, p)))
 	}
 }
 
 func (s *Server) lookup(ctx context.Context, token string) (principal, error) {
 	sum := sha256.Sum256([]byte(token))
-	if c, ok := s.tokens.Load(sum); ok && c.(cachedToken).until.After(s.d.Now()) {
+	now := s.d.Now()
+	if c, ok := s.tokens.Load(sum); ok && c.(cachedToken).until.After(now) {
 		ct := c.(cachedToken)
-		return principal{ct.tenant, "token:" + ct.name}, nil
+		return principal{ct.tenant, "token:" + ct.name, ct.scope}, nil
 	}
-	var tenant, name string
-	err := s.d.Primary.QueryRow(ctx, `SELECT tenant_id, name FROM api_token WHERE token_hash = $1 AND revoked_at IS NULL`, sum[:]).Scan(&tenant, &name)
+	var tenant, name, scope string
+	var expires *time.Time
+	err := s.d.Primary.QueryRow(ctx, `SELECT tenant_id, name, scope, expires_at FROM api_token
+		WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)`, sum[:], now).Scan(&tenant, &name, &scope, &expires)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return principal{}, &apiError{http.StatusUnauthorized, "unauthorized", "unknown or revoked token"}
+		s.tokens.Delete(sum)
+		return principal{}, &apiError{http.StatusUnauthorized, "unauthorized", "unknown, revoked or expired token"}
 	}
 	if err != nil {
 		return principal{}, err
 	}
-	// Cached briefly: a revocation takes effect within 30 s.
-	s.tokens.Store(sum, cachedToken{tenant, name, s.d.Now().Add(30 * time.Second)})
-	return principal{tenant, "token:" + name}, nil
+	sc, err := ParseScope(scope)
+	if err != nil {
+		return principal{}, err
+	}
+	// Cached briefly: a revocation takes effect within TokenCache; an expiry on time.
+	until := now.Add(s.d.TokenCache)
+	if expires != nil && expires.Before(until) {
+		until = *expires
+	}
+	s.tokens.Store(sum, cachedToken{tenant, name, sc, until})
+	return principal{tenant, "token:" + name, sc}, nil
 }
 
 // inTenant runs fn in a transaction as takt_app with the request's tenant set

@@ -44,7 +44,15 @@ SELECT tenant_id, id, c, c, 1.0 FROM w, unnest(CASE WHEN $1 = 'a' THEN ARRAY['fi
 			t.Fatal(err)
 		}
 		sum := sha256.Sum256([]byte("tok-" + tn))
-		if _, err := pool.Exec(ctx, `INSERT INTO api_token (tenant_id, name, token_hash) VALUES ($1, 'test-'||$1, $2)`, tn, sum[:]); err != nil {
+		if _, err := pool.Exec(ctx, `INSERT INTO api_token (tenant_id, name, token_hash, scope) VALUES ($1, 'test-'||$1, $2, 'admin')`, tn, sum[:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// More tokens of a: ids 3 (read), 4 (manage), 5 (expired).
+	for _, tk := range []struct{ token, scope, expires string }{{"tok-read", "read", ""}, {"tok-manage", "manage", ""}, {"tok-expired", "admin", "2020-01-01T00:00:00Z"}} {
+		sum := sha256.Sum256([]byte(tk.token))
+		if _, err := pool.Exec(ctx, `INSERT INTO api_token (tenant_id, name, token_hash, scope, expires_at) VALUES ('a', $1, $2, $3, nullif($4, '')::timestamptz)`,
+			tk.token, sum[:], tk.scope, tk.expires); err != nil {
 			t.Fatal(err)
 		}
 	}

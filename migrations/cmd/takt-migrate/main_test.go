@@ -30,12 +30,12 @@ func TestCommands(t *testing.T) {
 		wantErr string
 	}{
 		{[]string{"status"}, "pending", ""},
-		{[]string{"up"}, "applied 00015_dead_letter_replayed.sql", ""},
+		{[]string{"up"}, "applied 00016_token_scopes.sql", ""},
 		{[]string{"up"}, "up to date", ""},
 		{[]string{"status"}, "applied 20", ""},
 		{[]string{"partitions", "-ahead", "3"}, "created 3 partition(s)", ""},
 		{[]string{"partitions", "-ahead", "3", "-retention", "30"}, "created 0 partition(s)", ""},
-		{[]string{"down"}, "rolled back 00015_dead_letter_replayed.sql", ""},
+		{[]string{"down"}, "rolled back 00016_token_scopes.sql", ""},
 		{[]string{"partitions", "-ahead", "0"}, "", "-ahead 0: want 1 to 3660"},
 		{[]string{"sideways"}, "", `unknown command "sideways"`},
 		{nil, "", "no command given"},

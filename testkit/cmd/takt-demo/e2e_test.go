@@ -94,7 +94,7 @@ func expected(from, to time.Time, gap *oee.Span) oee.Result {
 // apiToken makes a bearer token of tenant with takt-api token create.
 func apiToken(t *testing.T, bin string, env []string, tenant string) string {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(bin, "takt-api"), "token", "create", "-tenant", tenant, "-name", tenant)
+	cmd := exec.Command(filepath.Join(bin, "takt-api"), "token", "create", "-tenant", tenant, "-name", tenant, "-scope", "manage")
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.Output()
 	if err != nil {

@@ -151,7 +151,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := start("takt-aggregator", []string{"DATABASE_URL=" + dbURL, "TAKT_KAFKA_BROKERS=" + strings.Join(brokers, ",")}, "run"); err != nil {
 		return err
 	}
-	tokenCmd := exec.CommandContext(ctx, filepath.Join(*bin, "takt-api"), "token", "create", "-tenant", "acme", "-name", "demo")
+	tokenCmd := exec.CommandContext(ctx, filepath.Join(*bin, "takt-api"), "token", "create", "-tenant", "acme", "-name", "demo", "-scope", "manage")
 	tokenCmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL)
 	tokenOut, err := tokenCmd.Output()
 	if err != nil {
