@@ -7,6 +7,7 @@ require (
 	github.com/pb33f/libopenapi v0.41.8
 	github.com/pb33f/libopenapi-validator v0.16.2
 	github.com/prometheus/client_golang v1.25.0
+	golang.org/x/time v0.16.0
 	takt.dev/plant v0.0.0
 	takt.dev/schemas v0.0.0
 	takt.dev/servicekit v0.0.0

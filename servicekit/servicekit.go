@@ -69,7 +69,10 @@ func lineOf(err error) int {
 // Serve serves h on ln until ctx ends, then shuts the server down, giving requests
 // in flight up to 10 s.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
+	// Every phase bounded: a client that sends slowly, or keeps a connection idle,
+	// does not hold a connection for long.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

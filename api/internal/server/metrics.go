@@ -12,6 +12,8 @@ type metrics struct {
 	requests  *prometheus.CounterVec
 	latency   prometheus.Histogram
 	fallbacks prometheus.Counter
+
+	authFailures, authThrottled prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -21,7 +23,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 		fallbacks: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_api_replica_fallbacks_total", Help: "Reads sent to the primary because a replica failed."}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.fallbacks)
+	m.authFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_api_auth_failures_total",
+		Help: "Requests with an unknown, revoked or expired token."})
+	m.authThrottled = prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_api_auth_throttled_total",
+		Help: "Requests refused (429) without a database query: their address presented too many unknown tokens."})
+	reg.MustRegister(m.requests, m.latency, m.fallbacks, m.authFailures, m.authThrottled)
 	return m
 }
 

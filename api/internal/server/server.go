@@ -36,6 +36,9 @@ var openapi []byte
 //go:embed dashboard.html
 var dashboard []byte
 
+//go:embed dashboard.js
+var dashboardJS []byte
+
 // Deps are what the server needs.
 type Deps struct {
 	Primary  *pgxpool.Pool   // as the tables' owner; requests switch to takt_app
@@ -46,6 +49,9 @@ type Deps struct {
 	// TokenCache is how long a looked-up token is trusted without asking the
 	// database again: a revocation takes effect within it. Default 10 s.
 	TokenCache time.Duration
+	// RequestTimeout bounds a request's time (its database calls end with it).
+	// Default 30 s.
+	RequestTimeout time.Duration
 }
 
 // Server serves the API.
@@ -53,6 +59,7 @@ type Server struct {
 	d       Deps
 	next    atomic.Uint64 // round robin over replicas
 	tokens  sync.Map      // sha256 → cachedToken
+	guard   *authThrottle // failed token lookups per client address
 	m       *metrics
 	handler http.Handler
 }
@@ -102,7 +109,10 @@ func New(d Deps) *Server {
 	if d.TokenCache <= 0 {
 		d.TokenCache = 10 * time.Second
 	}
-	s := &Server{d: d, m: newMetrics(d.Registry)}
+	if d.RequestTimeout <= 0 {
+		d.RequestTimeout = 30 * time.Second
+	}
+	s := &Server{d: d, m: newMetrics(d.Registry), guard: newAuthThrottle(1, 20)}
 	s.handler = s.routes()
 	return s
 }
@@ -171,8 +181,21 @@ func (s *Server) authScope(need Scope, next http.HandlerFunc) http.HandlerFunc {
 			s.fail(w, r, &apiError{http.StatusUnauthorized, "unauthorized", "a bearer token is required"})
 			return
 		}
+		client, now := clientOf(r), s.d.Now()
+		if blocked, wait := s.guard.blocked(client, now); blocked {
+			s.m.authThrottled.Inc()
+			w.Header().Set("Retry-After", retryAfter(wait))
+			s.fail(w, r, &apiError{http.StatusTooManyRequests, "too_many_failures",
+				"too many unknown tokens from this address; retry after " + retryAfter(wait) + " s"})
+			return
+		}
 		p, err := s.lookup(r.Context(), h[len(prefix):])
 		if err != nil {
+			var ae *apiError
+			if errors.As(err, &ae) && ae.status == http.StatusUnauthorized {
+				s.guard.failed(client, now)
+				s.m.authFailures.Inc()
+			}
 			s.fail(w, r, err)
 			return
 		}

@@ -580,3 +580,73 @@ func TestDeadLettersPerTenant(t *testing.T) {
 		t.Fatalf("tenant b, too_large: %d %+v", code, got)
 	}
 }
+
+// A client guessing tokens costs the database a query per guess only until its
+// failures outrun the allowance: then 429 with Retry-After, no query; a good token
+// from elsewhere is never slowed. Every answer carries the security headers, the
+// dashboard's policy allows no inline script, and /readyz says nothing of the
+// database's error.
+func TestGuessingTokensIsThrottledAndHeadersAreSet(t *testing.T) {
+	pool := fixture(t)
+	_, ts := newServer(t, pool)
+	statuses := map[int]int{}
+	var retry string
+	for i := range 30 {
+		req, _ := http.NewRequest("GET", ts.URL+"/api/v1/equipment", nil)
+		req.Header.Set("Authorization", fmt.Sprintf("Bearer guess-%d", i))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		statuses[resp.StatusCode]++
+		if resp.StatusCode == 429 {
+			retry = resp.Header.Get("Retry-After")
+		}
+	}
+	if statuses[401] < 19 || statuses[401] > 22 || statuses[429] < 8 || retry == "" {
+		t.Fatalf("30 guesses: %v (Retry-After %q); want about 20 refused as 401, then 429 with Retry-After", statuses, retry)
+	}
+	if code := call(t, ts, "GET", "tok-a", "/api/v1/equipment", "", nil); code != 429 {
+		t.Fatalf("a good token from the throttled address: %d, want 429 (the address is throttled, not the token)", code)
+	}
+	// Another address is not throttled: the guard is per client.
+	s2, _ := newServer(t, pool)
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "/api/v1/equipment", nil)
+	req.RemoteAddr = "192.0.2.7:5000"
+	req.Header.Set("Authorization", "Bearer tok-a")
+	s2.ServeHTTP(rec, req)
+	if rec.Code != 200 {
+		t.Fatalf("a good token from a fresh address: %d", rec.Code)
+	}
+	for _, h := range []string{"X-Content-Type-Options", "Referrer-Policy", "X-Frame-Options"} {
+		if rec.Header().Get(h) == "" {
+			t.Errorf("header %s missing", h)
+		}
+	}
+	resp, err := http.Get(ts.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	csp := resp.Header.Get("Content-Security-Policy")
+	if !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "script-src 'unsafe-inline'") || !strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Fatalf("dashboard CSP %q", csp)
+	}
+	dead, err := pgxpool.New(context.Background(), "postgres://nobody:secret@127.0.0.1:1/takt?connect_timeout=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	_, tsDead := newServer(t, dead)
+	resp, err = http.Get(tsDead.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || strings.TrimSpace(string(body)) != "database unreachable" {
+		t.Fatalf("/readyz with the database away: %d %q", resp.StatusCode, body)
+	}
+}

@@ -1,0 +1,89 @@
+package server
+
+import (
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// authThrottle bounds how often one client address may present a token the
+// database does not know: each unknown token costs a query on the primary, so a
+// client guessing tokens is answered 429, without a query, once it has failed
+// Burst times faster than Rate. Good tokens are never throttled. At most maxClients
+// addresses are tracked; the least recently failing are forgotten first.
+type authThrottle struct {
+	rate  rate.Limit
+	burst int
+
+	mu      sync.Mutex
+	clients map[string]*throttled
+}
+
+type throttled struct {
+	lim  *rate.Limiter
+	last time.Time
+}
+
+const maxClients = 10_000
+
+func newAuthThrottle(perSecond float64, burst int) *authThrottle {
+	return &authThrottle{rate: rate.Limit(perSecond), burst: burst, clients: map[string]*throttled{}}
+}
+
+func clientOf(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// blocked reports whether the client has no failure left, and when to retry.
+func (a *authThrottle) blocked(client string, now time.Time) (bool, time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c, ok := a.clients[client]
+	if !ok {
+		return false, 0
+	}
+	tokens := c.lim.TokensAt(now)
+	if tokens >= 1 {
+		return false, 0
+	}
+	return true, time.Duration((1 - tokens) / float64(a.rate) * float64(time.Second))
+}
+
+// failed counts one failed authentication of the client.
+func (a *authThrottle) failed(client string, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c, ok := a.clients[client]
+	if !ok {
+		if len(a.clients) >= maxClients {
+			a.forgetOldest()
+		}
+		c = &throttled{lim: rate.NewLimiter(a.rate, a.burst)}
+		a.clients[client] = c
+	}
+	c.last = now
+	c.lim.AllowN(now, 1)
+}
+
+func (a *authThrottle) forgetOldest() {
+	var oldest string
+	var at time.Time
+	for k, c := range a.clients {
+		if oldest == "" || c.last.Before(at) {
+			oldest, at = k, c.last
+		}
+	}
+	delete(a.clients, oldest)
+}
+
+func retryAfter(d time.Duration) string {
+	return strconv.Itoa(max(1, int(d.Round(time.Second)/time.Second)))
+}
