@@ -8,10 +8,12 @@ require (
 )
 
 require (
+	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
 	github.com/klauspost/compress v1.20.4 // indirect
+	github.com/kr/text v0.2.0 // indirect
 	github.com/mfridman/interpolate v0.0.2 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	github.com/sethvargo/go-retry v0.5.0 // indirect
@@ -21,12 +23,18 @@ require (
 	go.uber.org/multierr v1.11.0 // indirect
 	golang.org/x/sync v0.25.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
+	gopkg.in/yaml.v3 v3.0.1 // indirect
 	takt.dev/schemas v0.0.0 // indirect
 )
 
-require takt.dev/testkit v0.0.0
+require (
+	takt.dev/servicekit v0.0.0
+	takt.dev/testkit v0.0.0
+)
 
 replace (
 	takt.dev/schemas => ../schemas
 	takt.dev/testkit => ../testkit
 )
+
+replace takt.dev/servicekit => ../servicekit

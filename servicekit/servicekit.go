@@ -43,12 +43,24 @@ var plainTypes = strings.NewReplacer("into time.Duration", "into a duration (suc
 	"into float64", "into a number", "into bool", "into true or false", "into []string", "into a list",
 	"into string", "into a text")
 
-// DecodeYAML decodes data into cfg, reporting every unknown key (CheckYAML) and every
+// DecodeYAML decodes data into cfg, reporting every unknown key (CheckYAML), every
+// reference that cannot be resolved (${VAR}, ${file:PATH}: see Resolve) and every
 // value that does not fit its field, one per line.
 func DecodeYAML(data []byte, cfg any) error {
 	errs := CheckYAML(data, cfg)
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		if len(errs) == 0 {
+			errs = append(errs, err)
+		}
+		return errors.Join(errs...)
+	}
+	expand(&doc, "", &errs) // ${VAR} and ${file:PATH} references
 	var te *yaml.TypeError
-	if err := yaml.Unmarshal(data, cfg); errors.As(err, &te) {
+	if len(doc.Content) == 0 {
+		return errors.Join(errs...)
+	}
+	if err := doc.Decode(cfg); errors.As(err, &te) {
 		for _, e := range te.Errors {
 			errs = append(errs, errors.New(plainTypes.Replace(e)))
 		}

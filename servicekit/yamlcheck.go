@@ -88,6 +88,7 @@ const anyKey = "\x00any"
 func DecodeYAMLNode(node *yaml.Node, path string, v any) []error {
 	var errs []error
 	walk(node, reflect.TypeOf(v), path, &errs)
+	expand(node, path, &errs)
 	var te *yaml.TypeError
 	if err := node.Decode(v); errors.As(err, &te) {
 		for _, e := range te.Errors {

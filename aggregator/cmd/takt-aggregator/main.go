@@ -61,7 +61,9 @@ func load(file string, getenv func(string) string) (*Config, error) {
 	if err := servicekit.LoadYAML(file, cfg); err != nil {
 		return nil, err
 	}
-	if v := getenv("DATABASE_URL"); v != "" {
+	if v, err := servicekit.Env(getenv, "DATABASE_URL"); err != nil {
+		return nil, err
+	} else if v != "" {
 		cfg.DatabaseURL = v
 	}
 	if v := getenv("TAKT_KAFKA_BROKERS"); v != "" {

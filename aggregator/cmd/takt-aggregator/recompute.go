@@ -55,7 +55,10 @@ func recomputeCmd(ctx context.Context, file string, args []string, getenv func(s
 	if to.Sub(from) > store.MaxCarryDays*24*time.Hour {
 		return fmt.Errorf("recompute -from %s -to %s: more than %d days; split the range", *fromS, *toS, store.MaxCarryDays)
 	}
-	url := getenv("DATABASE_URL")
+	url, err := servicekit.Env(getenv, "DATABASE_URL")
+	if err != nil {
+		return err
+	}
 	if file != "" {
 		var cfg Config
 		if err := servicekit.LoadYAML(file, &cfg); err != nil {

@@ -62,10 +62,18 @@ func load(file string, getenv func(string) string) (*Config, error) {
 	if err := servicekit.LoadYAML(file, cfg); err != nil {
 		return nil, err
 	}
-	if v := getenv("DATABASE_URL"); v != "" {
-		cfg.DatabaseURL = v
+	for name, dst := range map[string]*string{"DATABASE_URL": &cfg.DatabaseURL} {
+		v, err := servicekit.Env(getenv, name)
+		if err != nil {
+			return nil, err
+		}
+		if v != "" {
+			*dst = v
+		}
 	}
-	if v := getenv("TAKT_READ_REPLICA_URLS"); v != "" {
+	if v, err := servicekit.Env(getenv, "TAKT_READ_REPLICA_URLS"); err != nil {
+		return nil, err
+	} else if v != "" {
 		cfg.ReadReplicaURLs = strings.Split(v, ",")
 	}
 	if v := getenv("TAKT_HTTP_ADDR"); v != "" {

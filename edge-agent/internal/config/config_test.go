@@ -94,3 +94,26 @@ func TestADriverOwnsItsKey(t *testing.T) {
 		}
 	}
 }
+
+// Secrets come from the environment or files, in the agent's own options and in
+// a driver's alike; an unresolved reference is named with its line and path.
+func TestSecretReferences(t *testing.T) {
+	t.Setenv("TAKT_TEST_OPCUA_PASSWORD", "pa$$word")
+	t.Setenv("TAKT_TEST_MQTT_PASSWORD", "mqtt-secret")
+	doc := "agent: {id: gw, tenant: acme}\nmqtt: {url: 'tcp://b:1883', username: gw, password: '${TAKT_TEST_MQTT_PASSWORD}'}\nequipment:\n" +
+		"  - {site: s, area: a, line: l, code: e, opcua: [{name: x, endpoint: 'opc.tcp://h:4840', security_policy: Basic256Sha256, auth: username, username: takt, password: '${TAKT_TEST_OPCUA_PASSWORD}', tags: [{name: t, node_id: 'ns=2;s=T'}]}]}\n"
+	cfg, err := Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MQTT.Password != "mqtt-secret" || cfg.Equipment[0].Sources[0].Config.(interface{ SourceName() string }).SourceName() != "x" {
+		t.Fatalf("mqtt password %q", cfg.MQTT.Password)
+	}
+	if got := fmt.Sprintf("%+v", cfg.Equipment[0].Sources[0].Config); !strings.Contains(got, "Password:pa$$word") {
+		t.Fatalf("the OPC UA password was not resolved: %s", got)
+	}
+	_, err = Parse([]byte(strings.Replace(doc, "TAKT_TEST_OPCUA_PASSWORD", "TAKT_TEST_UNSET", 1)))
+	if err == nil || !strings.Contains(err.Error(), "line 4: equipment[0].opcua[0].password: ${TAKT_TEST_UNSET}: the environment variable is not set") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -91,11 +91,16 @@ func loadConfig(file string, getenv func(string) string) (*Config, error) {
 	if err := servicekit.LoadYAML(file, cfg); err != nil {
 		return nil, err
 	}
-	if v := getenv("DATABASE_URL"); v != "" {
-		cfg.DatabaseURL = v
-	}
-	if v := getenv("TAKT_MQTT_URL"); v != "" {
-		cfg.Bridge.MQTTURL = v
+	// Secrets may come from the environment, or from files (NAME_FILE).
+	for name, dst := range map[string]*string{"DATABASE_URL": &cfg.DatabaseURL, "TAKT_MQTT_URL": &cfg.Bridge.MQTTURL,
+		"TAKT_MQTT_PASSWORD": &cfg.Bridge.Password} {
+		v, err := servicekit.Env(getenv, name)
+		if err != nil {
+			return nil, err
+		}
+		if v != "" {
+			*dst = v
+		}
 	}
 	if v := getenv("TAKT_KAFKA_BROKERS"); v != "" {
 		cfg.Kafka.Brokers = strings.Split(v, ",")

@@ -144,3 +144,21 @@ func waitHTTP(t *testing.T, url string, status int) string {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// Secrets reach takt-ingest from the environment or files, never only the YAML.
+func TestSecretsFromTheEnvironmentAndFiles(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "db"), []byte("postgres://sink:s3cr3t@db/takt\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "mqtt"), []byte("bridge-secret\n"), 0o600)
+	cfgFile := filepath.Join(dir, "ingest.yaml")
+	t.Setenv("TAKT_TEST_BRIDGE_USER", "bridge-1")
+	os.WriteFile(cfgFile, []byte("bridge:\n  username: ${TAKT_TEST_BRIDGE_USER}\n"), 0o600)
+	env := map[string]string{"DATABASE_URL_FILE": filepath.Join(dir, "db"), "TAKT_MQTT_PASSWORD_FILE": filepath.Join(dir, "mqtt")}
+	cfg, err := loadConfig(cfgFile, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DatabaseURL != "postgres://sink:s3cr3t@db/takt" || cfg.Bridge.Password != "bridge-secret" || cfg.Bridge.Username != "bridge-1" {
+		t.Fatalf("database_url %q, bridge %q/%q", cfg.DatabaseURL, cfg.Bridge.Username, cfg.Bridge.Password)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"takt.dev/migrations"
+	"takt.dev/servicekit"
 )
 
 func main() {
@@ -47,7 +48,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fl := flag.NewFlagSet("takt-migrate", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	fl.Usage = func() { fmt.Fprint(stderr, usage) }
-	url := fl.String("database", getenv("DATABASE_URL"), "PostgreSQL URL")
+	envURL, err := servicekit.Env(getenv, "DATABASE_URL")
+	if err != nil {
+		return err
+	}
+	url := fl.String("database", envURL, "PostgreSQL URL (default $DATABASE_URL, or the file $DATABASE_URL_FILE names)")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
