@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -87,6 +88,32 @@ func startMosquitto(dir string, withTLS bool, autosave time.Duration) (*Mosquitt
 		}
 		conf += fmt.Sprintf("listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\n",
 			s.TLSPort, s.PKI.CA, s.PKI.ServerCert, s.PKI.ServerKey)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "mosquitto.conf"), []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	return s, s.Start()
+}
+
+// StartMosquittoConfig starts a broker with conf, a whole configuration in which
+// {{port}} is a free port (the one the test connects to, Port) and {{dir}} the
+// broker's directory; logging, and the user to run as when root, are added.
+func StartMosquittoConfig(dir, conf string) (*MosquittoServer, error) {
+	bin, err := findProgram("mosquitto", "/usr/sbin/mosquitto")
+	if err != nil {
+		return nil, err
+	}
+	s := &MosquittoServer{Dir: dir, bin: bin}
+	if s.Port, err = FreePort(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	conf = strings.NewReplacer("{{port}}", strconv.Itoa(s.Port), "{{dir}}", dir).Replace(conf)
+	conf += fmt.Sprintf("\nlog_dest file %s/mosquitto.log\nlog_type error\nlog_type warning\nlog_type notice\n", dir)
+	if os.Geteuid() == 0 {
+		conf += "user root\n"
 	}
 	if err := os.WriteFile(filepath.Join(dir, "mosquitto.conf"), []byte(conf), 0o644); err != nil {
 		return nil, err

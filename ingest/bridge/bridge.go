@@ -47,6 +47,10 @@ type Config struct {
 	Topics       []string // MQTT filters under takt/v1/; default takt/v1/#
 	Username     string
 	Password     string
+	// CAFile, CertFile and KeyFile set up TLS to the broker (ssl:// or tls://
+	// URLs): the authority its certificate chains to, and the bridge's own
+	// certificate for brokers that require one (mutual TLS).
+	CAFile, CertFile, KeyFile string
 
 	KafkaBrokers []string
 	Compression  string // none, gzip, snappy, lz4, zstd
@@ -124,6 +128,9 @@ func (c Config) Validate() error {
 			c.DeadLetterPayload, schemas.DeadLetterBound(c.DeadLetterPayload), c.writerBytes())
 	}
 	if _, err := codec(c.Compression); err != nil {
+		return err
+	}
+	if _, err := servicekit.TLSConfig("bridge.", c.CAFile, c.CertFile, c.KeyFile); err != nil {
 		return err
 	}
 	if c.Subscription != "shared" && c.Subscription != "plain" {
@@ -241,7 +248,12 @@ func (b *Bridge) setReady(r bool) {
 // disconnects. Messages it could not finish stay unacknowledged at the broker.
 func (b *Bridge) Run(ctx context.Context) error {
 	defer b.writer.Close()
+	tc, err := servicekit.TLSConfig("bridge.", b.cfg.CAFile, b.cfg.CertFile, b.cfg.KeyFile)
+	if err != nil {
+		return err
+	}
 	opts := mqtt.NewClientOptions().
+		SetTLSConfig(tc).
 		AddBroker(b.cfg.BrokerURL).
 		SetClientID(b.cfg.ClientID).
 		SetUsername(b.cfg.Username).
@@ -264,6 +276,13 @@ func (b *Bridge) Run(ctx context.Context) error {
 			c.Disconnect(0) // auto-reconnect tries again
 			return
 		}
+		for filter, code := range tok.(*mqtt.SubscribeToken).Result() {
+			if code == 0x80 { // SUBACK failure: the broker's ACL refused it
+				b.log.Error("the broker refused a subscription (its ACL: the bridge's user needs read on takt/v1/# and takt/status/v1/#); retrying", "filter", filter)
+				c.Disconnect(0)
+				return
+			}
+		}
 		b.setReady(true)
 		b.log.Info("connected and subscribed", "broker", b.cfg.BrokerURL, "subscription", b.cfg.Subscription, "filters", b.cfg.Topics)
 	})
@@ -275,7 +294,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	client := mqtt.NewClient(opts)
 	client.Connect() // retries in the background until it succeeds (SetConnectRetry)
 
-	err := b.loop(ctx)
+	err = b.loop(ctx)
 
 	b.once.Do(func() { close(b.stop); b.cancel() })
 	drainCtx, cancel := context.WithTimeout(context.Background(), b.cfg.DrainTimeout)

@@ -14,12 +14,9 @@ package publish
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"time"
 
@@ -30,6 +27,7 @@ import (
 	"takt.dev/edge-agent/internal/buffer"
 	"takt.dev/edge-agent/internal/config"
 	"takt.dev/schemas"
+	"takt.dev/servicekit"
 )
 
 // AckTimeout is how long a PUBACK may take before the publisher gives up on the
@@ -103,28 +101,7 @@ func (p *Publisher) statusPayload(state string, will bool) []byte {
 // TLSConfig builds the broker TLS configuration from the files named in cfg, or nil
 // when none are named.
 func TLSConfig(cfg config.MQTT) (*tls.Config, error) {
-	if cfg.CAFile == "" && cfg.CertFile == "" {
-		return nil, nil
-	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("mqtt.ca_file: %w", err)
-		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("mqtt.ca_file %q: no PEM certificate in it", cfg.CAFile)
-		}
-	}
-	if cfg.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("mqtt.cert_file/key_file: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
+	return servicekit.TLSConfig("mqtt.", cfg.CAFile, cfg.CertFile, cfg.KeyFile)
 }
 
 func (p *Publisher) setConnected(c bool) {

@@ -70,7 +70,10 @@ type Config struct {
 		Subscription string        `yaml:"subscription"`
 		Topics       []string      `yaml:"topics"`
 		Username     string        `yaml:"username"`
-		Password     string        `yaml:"password"`
+		Password     string        `yaml:"password"` // better: TAKT_MQTT_PASSWORD(_FILE) or ${...}
+		CAFile       string        `yaml:"ca_file"`  // TLS (ssl://host:8883): the broker's authority (PEM)
+		CertFile     string        `yaml:"cert_file"`
+		KeyFile      string        `yaml:"key_file"`
 		QueueSize    int           `yaml:"queue_size"`
 		QueueBytes   int64         `yaml:"queue_bytes"`
 		BatchSize    int           `yaml:"batch_size"`
@@ -130,6 +133,7 @@ func (c *Config) bridgeConfig() bridge.Config {
 		BrokerURL: c.Bridge.MQTTURL, ClientID: c.Bridge.ClientID, Group: c.Bridge.Group,
 		Subscription: c.Bridge.Subscription, Topics: c.Bridge.Topics,
 		Username: c.Bridge.Username, Password: c.Bridge.Password,
+		CAFile: c.Bridge.CAFile, CertFile: c.Bridge.CertFile, KeyFile: c.Bridge.KeyFile,
 		KafkaBrokers: c.Kafka.Brokers, Compression: c.Kafka.Compression,
 		QueueSize: c.Bridge.QueueSize, QueueBytes: c.Bridge.QueueBytes, BatchSize: c.Bridge.BatchSize, Linger: c.Bridge.Linger, Limits: c.limits(),
 		DeadLetterPayload: c.DeadLetter.MaxPayloadBytes,
