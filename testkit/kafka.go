@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -21,6 +22,16 @@ type KafkaOptions struct {
 	// proxy's address, so that every client connection goes through it and Proxy.Cut
 	// cuts them all.
 	Proxied bool
+	// TLS makes the broker speak TLS only, with this server configuration.
+	TLS *tls.Config
+	// Users turns SASL on: only these users get in (each a superuser).
+	Users []KafkaUser
+}
+
+// KafkaUser is a SASL user of a KafkaServer.
+type KafkaUser struct {
+	Mechanism      string // PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+	Name, Password string
 }
 
 // KafkaServer is an in-process Kafka-protocol broker (kfake) whose state lives in a
@@ -77,6 +88,15 @@ func (s *KafkaServer) Start() error {
 		kfake.SeedTopics(int32(s.opts.Partitions), schemas.KafkaSamples, schemas.KafkaEvents, schemas.KafkaDeadLetter, schemas.KafkaStatus),
 		kfake.AllowAutoTopicCreation(),
 		kfake.DefaultNumPartitions(s.opts.Partitions),
+	}
+	if s.opts.TLS != nil {
+		opts = append(opts, kfake.TLS(s.opts.TLS))
+	}
+	if len(s.opts.Users) > 0 {
+		opts = append(opts, kfake.EnableSASL())
+		for _, u := range s.opts.Users {
+			opts = append(opts, kfake.Superuser(u.Mechanism, u.Name, u.Password))
+		}
 	}
 	if s.Proxy != nil {
 		advertised := s.Proxy.Addr()

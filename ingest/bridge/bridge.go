@@ -14,6 +14,7 @@ package bridge
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/compress"
+	"github.com/segmentio/kafka-go/sasl"
 	"golang.org/x/sync/semaphore"
 
 	"takt.dev/schemas"
@@ -53,7 +55,11 @@ type Config struct {
 	CAFile, CertFile, KeyFile string
 
 	KafkaBrokers []string
-	Compression  string // none, gzip, snappy, lz4, zstd
+	// KafkaTLS and KafkaSASL secure the Kafka connections (kafkalink builds them
+	// from the kafka: block); nil: plain.
+	KafkaTLS    *tls.Config
+	KafkaSASL   sasl.Mechanism
+	Compression string // none, gzip, snappy, lz4, zstd
 
 	QueueSize    int           // MQTT messages received but not yet acknowledged, at most
 	QueueBytes   int64         // ... and their payload bytes, at most (default 64 MiB; at least the decode limit)
@@ -209,6 +215,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Bridge, erro
 	b.cfg.Limits.Now = func() time.Time { return b.now() } // samples outside the timestamp window are dead letters
 	b.writer = &kafka.Writer{
 		Addr:         kafka.TCP(cfg.KafkaBrokers...),
+		Transport:    &kafka.Transport{TLS: cfg.KafkaTLS, SASL: cfg.KafkaSASL, DialTimeout: 10 * time.Second},
 		Balancer:     &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll, // the default is none
 		Async:        false,            // Async ignores errors

@@ -24,6 +24,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"takt.dev/schemas"
+	"takt.dev/servicekit/kafkalink"
 )
 
 // Letter is one record of the dead-letter topic.
@@ -108,11 +109,19 @@ func (f Filter) Match(l *Letter) bool {
 // Scan hands fn every letter of topic that f matches, up to the end each partition
 // had when Scan began. Records that are not dead letters are passed to bad (which
 // may be nil) and skipped.
-func Scan(ctx context.Context, brokers []string, topic string, f Filter, fn func(*Letter) error, bad func(error)) error {
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+func Scan(ctx context.Context, link kafkalink.Link, topic string, f Filter, fn func(*Letter) error, bad func(error)) error {
+	transport, err := link.Transport()
+	if err != nil {
+		return err
+	}
+	dialer, err := link.Dialer()
+	if err != nil {
+		return err
+	}
+	client := &kafka.Client{Addr: kafka.TCP(link.Brokers...), Timeout: 10 * time.Second, Transport: transport}
 	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
-		return fmt.Errorf("kafka metadata: %w", err)
+		return fmt.Errorf("kafka metadata from %v%s: %w", link.Brokers, link.Hint(), err)
 	}
 	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
 		var terr error
@@ -138,15 +147,15 @@ func Scan(ctx context.Context, brokers []string, topic string, f Filter, fn func
 		if p.LastOffset <= p.FirstOffset {
 			continue
 		}
-		if err := scanPartition(ctx, brokers, topic, p.Partition, p.FirstOffset, p.LastOffset, f, fn, bad); err != nil {
+		if err := scanPartition(ctx, link.Brokers, dialer, topic, p.Partition, p.FirstOffset, p.LastOffset, f, fn, bad); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func scanPartition(ctx context.Context, brokers []string, topic string, partition int, from, to int64, f Filter, fn func(*Letter) error, bad func(error)) error {
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: partition, MaxBytes: 16 << 20, MaxWait: 200 * time.Millisecond})
+func scanPartition(ctx context.Context, brokers []string, dialer *kafka.Dialer, topic string, partition int, from, to int64, f Filter, fn func(*Letter) error, bad func(error)) error {
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Dialer: dialer, Topic: topic, Partition: partition, MaxBytes: 16 << 20, MaxWait: 200 * time.Millisecond})
 	defer r.Close()
 	if err := r.SetOffset(from); err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 
 	"takt.dev/ingest/bridge"
 	"takt.dev/schemas"
+	"takt.dev/servicekit/kafkalink"
 )
 
 // Options configure a replay.
@@ -49,12 +50,16 @@ func (r Report) String() string {
 
 // Replay reads the letters of the dead-letter topic that f selects and writes the
 // ones that now pass the bridge's checks back to the samples (and events) topics.
-func Replay(ctx context.Context, brokers []string, f Filter, opt Options, log func(string)) (Report, error) {
+func Replay(ctx context.Context, link kafkalink.Link, f Filter, opt Options, log func(string)) (Report, error) {
 	rep := Report{NotReplayable: map[string]int{}, StillRefused: map[schemas.Reason]int{}}
 	if opt.Batch <= 0 {
 		opt.Batch = 100
 	}
-	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
+	transport, err := link.Transport()
+	if err != nil {
+		return rep, err
+	}
+	w := &kafka.Writer{Addr: kafka.TCP(link.Brokers...), Transport: transport, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
 		BatchTimeout: 5 * time.Millisecond, BatchBytes: 64 << 20}
 	defer w.Close()
 	var batch []*Letter
@@ -107,7 +112,7 @@ func Replay(ctx context.Context, brokers []string, f Filter, opt Options, log fu
 		}
 		return nil
 	}
-	err := Scan(ctx, brokers, schemas.KafkaDeadLetter, f, func(l *Letter) error {
+	err = Scan(ctx, link, schemas.KafkaDeadLetter, f, func(l *Letter) error {
 		rep.Matched++
 		if ok, why := l.Replayable(); !ok {
 			rep.NotReplayable[why]++

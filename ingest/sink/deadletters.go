@@ -18,7 +18,7 @@ import (
 // API. It commits a letter's position after its row is in PostgreSQL (at-least-once,
 // the insert is idempotent). It runs until ctx ends.
 func (s *Sink) indexDeadLetters(ctx context.Context) {
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: s.cfg.KafkaBrokers, GroupID: s.cfg.Group + "-deadletters",
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: s.cfg.KafkaBrokers, GroupID: s.cfg.Group + "-deadletters", Dialer: s.dialer(),
 		Topic: schemas.KafkaDeadLetter, StartOffset: kafka.FirstOffset, MaxWait: 500 * time.Millisecond})
 	defer r.Close()
 	backoff := s.backoff()

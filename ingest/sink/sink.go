@@ -18,6 +18,7 @@ package sink
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +33,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
 
 	"takt.dev/schemas"
 	"takt.dev/servicekit"
@@ -40,14 +42,16 @@ import (
 // Config is a sink's configuration. Zero fields take the defaults of Defaults.
 type Config struct {
 	KafkaBrokers  []string
-	Group         string        // consumer group; also the key of the stored positions
-	Topic         string        // default schemas.KafkaSamples
-	BatchRows     int           // a batch is written when it holds this many samples
-	Linger        time.Duration // ... or when its first record is this old
-	FetchMaxBytes int           // largest fetch response from Kafka
-	QueueCapacity int           // records the reader prefetches per partition
-	MaxBackoff    time.Duration // longest wait between retries
-	DrainTimeout  time.Duration // on shutdown, how long to commit the batch held
+	KafkaTLS      *tls.Config    // nil: plain (kafkalink builds these from the kafka: block)
+	KafkaSASL     sasl.Mechanism // nil: none
+	Group         string         // consumer group; also the key of the stored positions
+	Topic         string         // default schemas.KafkaSamples
+	BatchRows     int            // a batch is written when it holds this many samples
+	Linger        time.Duration  // ... or when its first record is this old
+	FetchMaxBytes int            // largest fetch response from Kafka
+	QueueCapacity int            // records the reader prefetches per partition
+	MaxBackoff    time.Duration  // longest wait between retries
+	DrainTimeout  time.Duration  // on shutdown, how long to commit the batch held
 	Limits        schemas.Limits
 	// DeadLetterPayload is how much of a refused record its dead letter keeps (its
 	// size and SHA-256 are always kept); default schemas.DefaultDeadLetterPayload.
@@ -120,6 +124,7 @@ func New(cfg Config, pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Regist
 		cfg: cfg, pool: pool, log: log, m: newMetrics(reg), now: time.Now, days: map[int64]bool{},
 		dlq: &kafka.Writer{
 			Addr: kafka.TCP(cfg.KafkaBrokers...), Topic: schemas.KafkaDeadLetter, Balancer: &kafka.Hash{},
+			Transport:    &kafka.Transport{TLS: cfg.KafkaTLS, SASL: cfg.KafkaSASL, DialTimeout: 10 * time.Second},
 			RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond, MaxAttempts: 1,
 			// Room for a dead letter at its bound, key and headers (Kafka's default
 			// message.max.bytes is 1 MiB; a dead letter keeps at most
@@ -133,7 +138,7 @@ func New(cfg Config, pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Regist
 func (s *Sink) Run(ctx context.Context) error {
 	defer s.dlq.Close()
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
-		ID: s.cfg.Group, Brokers: s.cfg.KafkaBrokers, Topics: []string{s.cfg.Topic},
+		ID: s.cfg.Group, Brokers: s.cfg.KafkaBrokers, Topics: []string{s.cfg.Topic}, Dialer: s.dialer(),
 		StartOffset: kafka.FirstOffset, WatchPartitionChanges: true,
 		HeartbeatInterval: time.Second, SessionTimeout: 10 * time.Second, RebalanceTimeout: 10 * time.Second,
 	})
@@ -223,7 +228,7 @@ type item struct {
 // consume reads one partition from offset until gctx ends (rebalance or shutdown).
 func (s *Sink) consume(gctx context.Context, partition int, offset int64) {
 	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: s.cfg.KafkaBrokers, Topic: s.cfg.Topic, Partition: partition,
+		Brokers: s.cfg.KafkaBrokers, Topic: s.cfg.Topic, Partition: partition, Dialer: s.dialer(),
 		MinBytes: 1, MaxBytes: s.cfg.FetchMaxBytes, MaxWait: 100 * time.Millisecond,
 		QueueCapacity: s.cfg.QueueCapacity,
 	})
@@ -547,6 +552,11 @@ func (s *Sink) ensurePartitions(ctx context.Context, batch []item) error {
 		}
 	}
 	return nil
+}
+
+// dialer connects readers and the consumer group as the configuration says.
+func (s *Sink) dialer() *kafka.Dialer {
+	return &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: s.cfg.KafkaTLS, SASLMechanism: s.cfg.KafkaSASL}
 }
 
 // backoff is the retry policy of the sink's loops: from 50 ms to MaxBackoff.

@@ -33,6 +33,7 @@ import (
 	"takt.dev/aggregator/internal/service"
 	"takt.dev/plant/store"
 	"takt.dev/servicekit"
+	"takt.dev/servicekit/kafkalink"
 )
 
 func main() {
@@ -47,8 +48,8 @@ type Config struct {
 	HTTPAddr    string `yaml:"http_addr"`
 	DatabaseURL string `yaml:"database_url"`
 	Kafka       struct {
-		Brokers []string `yaml:"brokers"`
-		Group   string   `yaml:"group"`
+		kafkalink.Link `yaml:",inline"` // brokers, tls, sasl
+		Group          string           `yaml:"group"`
 	} `yaml:"kafka"`
 	BatchRecords   int           `yaml:"batch_records"`
 	Linger         time.Duration `yaml:"linger"`
@@ -77,6 +78,8 @@ func load(file string, getenv func(string) string) (*Config, error) {
 		return nil, errors.New("database_url: missing (or set DATABASE_URL)")
 	case len(cfg.Kafka.Brokers) == 0:
 		return nil, errors.New("kafka.brokers: missing (or set TAKT_KAFKA_BROKERS)")
+	case cfg.Kafka.Validate() != nil:
+		return nil, cfg.Kafka.Validate()
 	case cfg.RefreshEvery != 0 && (cfg.RefreshEvery < time.Second || cfg.RefreshEvery > time.Hour):
 		return nil, fmt.Errorf("refresh_every %s: want 1s to 1h (0: default 1m)", cfg.RefreshEvery)
 	case cfg.BatchRecords < 0 || cfg.BatchRecords > 100_000:
@@ -119,7 +122,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer pool.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	svc, err := service.New(service.Config{KafkaBrokers: cfg.Kafka.Brokers, Group: cfg.Kafka.Group, BatchRecords: cfg.BatchRecords,
+	ktls, ksasl, _ := cfg.Kafka.Parts() // checked by load
+	svc, err := service.New(service.Config{KafkaBrokers: cfg.Kafka.Brokers, KafkaTLS: ktls, KafkaSASL: ksasl, Group: cfg.Kafka.Group, BatchRecords: cfg.BatchRecords,
 		Linger: cfg.Linger, RecomputeEvery: cfg.RecomputeEvery, RefreshEvery: cfg.RefreshEvery}, &store.Store{Pool: pool}, log, reg, time.Now)
 	if err != nil {
 		return err

@@ -13,12 +13,14 @@ package service
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
 	"golang.org/x/sync/errgroup"
 
 	"takt.dev/plant/store"
@@ -29,12 +31,14 @@ import (
 // Config shapes the aggregator. Zero fields take defaults.
 type Config struct {
 	KafkaBrokers   []string
-	Group          string        // default takt-aggregator
-	Topics         []string      // default schemas.KafkaEvents and schemas.KafkaStatus
-	BatchRecords   int           // records saved per transaction, at most; default 500
-	Linger         time.Duration // a batch waits at most this long; default 200ms
-	RecomputeEvery time.Duration // how often dirty days are looked for; default 2s
-	RefreshEvery   time.Duration // how often open days (today) are recomputed as time passes; default 1m
+	KafkaTLS       *tls.Config    // nil: plain (kafkalink builds these from the kafka: block)
+	KafkaSASL      sasl.Mechanism // nil: none
+	Group          string         // default takt-aggregator
+	Topics         []string       // default schemas.KafkaEvents and schemas.KafkaStatus
+	BatchRecords   int            // records saved per transaction, at most; default 500
+	Linger         time.Duration  // a batch waits at most this long; default 200ms
+	RecomputeEvery time.Duration  // how often dirty days are looked for; default 2s
+	RefreshEvery   time.Duration  // how often open days (today) are recomputed as time passes; default 1m
 }
 
 // Service is one aggregator instance.
@@ -93,6 +97,7 @@ func (s *Service) Run(ctx context.Context) error {
 
 func (s *Service) consume(ctx context.Context) error {
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: s.cfg.KafkaBrokers, GroupID: s.cfg.Group, GroupTopics: s.cfg.Topics,
+		Dialer:      &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: s.cfg.KafkaTLS, SASLMechanism: s.cfg.KafkaSASL},
 		StartOffset: kafka.FirstOffset, MaxWait: 100 * time.Millisecond, CommitInterval: 0})
 	defer r.Close()
 	fetchBackoff := servicekit.Backoff(100*time.Millisecond, 10*time.Second)

@@ -107,7 +107,7 @@ func listLetters(ctx context.Context, cfg *Config, f deadletter.Filter, limit in
 	}
 	n := 0
 	enc := json.NewEncoder(stdout)
-	err := deadletter.Scan(ctx, cfg.Kafka.Brokers, schemas.KafkaDeadLetter, f, func(l *deadletter.Letter) error {
+	err := deadletter.Scan(ctx, cfg.Kafka.Link, schemas.KafkaDeadLetter, f, func(l *deadletter.Letter) error {
 		if limit > 0 && n >= limit {
 			return deadletter.ErrStop
 		}
@@ -163,7 +163,7 @@ func replayLetters(ctx context.Context, cfg *Config, f deadletter.Filter, dryRun
 	opt.Progress = func(r deadletter.Report) {
 		fmt.Fprintf(stderr, "progress: %d matched, %d replayed\n", r.Matched, r.Replayed)
 	}
-	rep, err := deadletter.Replay(ctx, cfg.Kafka.Brokers, f, opt, func(s string) { fmt.Fprintln(stderr, s) })
+	rep, err := deadletter.Replay(ctx, cfg.Kafka.Link, f, opt, func(s string) { fmt.Fprintln(stderr, s) })
 	prefix := ""
 	if dryRun {
 		prefix = "dry run, nothing written: "

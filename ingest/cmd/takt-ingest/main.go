@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -29,12 +30,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/segmentio/kafka-go/sasl"
 	"golang.org/x/sync/errgroup"
 
 	"takt.dev/ingest/bridge"
 	"takt.dev/ingest/sink"
 	"takt.dev/schemas"
 	"takt.dev/servicekit"
+	"takt.dev/servicekit/kafkalink"
 )
 
 func main() { main0(os.Args[1:]) }
@@ -52,8 +55,8 @@ type Config struct {
 	HTTPAddr    string `yaml:"http_addr"`
 	DatabaseURL string `yaml:"database_url"`
 	Kafka       struct {
-		Brokers     []string `yaml:"brokers"`
-		Compression string   `yaml:"compression"`
+		kafkalink.Link `yaml:",inline"` // brokers, tls, sasl
+		Compression    string           `yaml:"compression"`
 	} `yaml:"kafka"`
 	MaxMessageBytes int `yaml:"max_message_bytes"`
 	DeadLetter      struct {
@@ -115,6 +118,9 @@ func loadConfig(file string, getenv func(string) string) (*Config, error) {
 		return nil, fmt.Errorf("timestamps.max_age = %s, timestamps.max_ahead = %s: want 0 (the defaults %s, %s) or positive, max_age at most 3660 days",
 			cfg.Timestamps.MaxAge, cfg.Timestamps.MaxAhead, schemas.DefaultMaxAge, schemas.DefaultMaxAhead)
 	}
+	if _, _, err := cfg.Kafka.Parts(); err != nil {
+		return nil, err
+	}
 	if cfg.DeadLetter.MaxPayloadBytes < 0 {
 		return nil, fmt.Errorf("dead_letter.max_payload_bytes = %d: want 1 or more (0 for the default %d)", cfg.DeadLetter.MaxPayloadBytes, schemas.DefaultDeadLetterPayload)
 	}
@@ -124,24 +130,32 @@ func loadConfig(file string, getenv func(string) string) (*Config, error) {
 	return cfg, nil
 }
 
+// kafkaSecurity is the TLS configuration and SASL mechanism of the kafka: block.
+func (c *Config) kafkaSecurity() (*tls.Config, sasl.Mechanism) {
+	tc, m, _ := c.Kafka.Parts() // checked by loadConfig
+	return tc, m
+}
+
 func (c *Config) limits() schemas.Limits {
 	return schemas.Limits{MaxBytes: c.MaxMessageBytes, MaxAge: c.Timestamps.MaxAge, MaxAhead: c.Timestamps.MaxAhead}
 }
 
 func (c *Config) bridgeConfig() bridge.Config {
+	ktls, ksasl := c.kafkaSecurity()
 	return bridge.Config{
 		BrokerURL: c.Bridge.MQTTURL, ClientID: c.Bridge.ClientID, Group: c.Bridge.Group,
 		Subscription: c.Bridge.Subscription, Topics: c.Bridge.Topics,
 		Username: c.Bridge.Username, Password: c.Bridge.Password,
 		CAFile: c.Bridge.CAFile, CertFile: c.Bridge.CertFile, KeyFile: c.Bridge.KeyFile,
-		KafkaBrokers: c.Kafka.Brokers, Compression: c.Kafka.Compression,
+		KafkaBrokers: c.Kafka.Brokers, KafkaTLS: ktls, KafkaSASL: ksasl, Compression: c.Kafka.Compression,
 		QueueSize: c.Bridge.QueueSize, QueueBytes: c.Bridge.QueueBytes, BatchSize: c.Bridge.BatchSize, Linger: c.Bridge.Linger, Limits: c.limits(),
 		DeadLetterPayload: c.DeadLetter.MaxPayloadBytes,
 	}
 }
 
 func (c *Config) sinkConfig() sink.Config {
-	return sink.Config{KafkaBrokers: c.Kafka.Brokers, Group: c.Sink.Group, BatchRows: c.Sink.BatchRows,
+	ktls, ksasl := c.kafkaSecurity()
+	return sink.Config{KafkaBrokers: c.Kafka.Brokers, KafkaTLS: ktls, KafkaSASL: ksasl, Group: c.Sink.Group, BatchRows: c.Sink.BatchRows,
 		Linger: c.Sink.Linger, Limits: c.limits(), DeadLetterPayload: c.DeadLetter.MaxPayloadBytes}
 }
 

@@ -1,0 +1,74 @@
+package service
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"takt.dev/plant/store"
+	"takt.dev/schemas"
+	"takt.dev/servicekit/kafkalink"
+	"takt.dev/testkit"
+)
+
+// The aggregator consumes over TLS with SASL (SCRAM-SHA-256), as its kafka: block
+// says, from a broker that lets nothing else in.
+func TestConsumesOverTLSAndSASL(t *testing.T) {
+	dir := t.TempDir()
+	pki, err := testkit.NewPKI(filepath.Join(dir, "pki"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.LoadX509KeyPair(pki.ServerCert, pki.ServerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := testkit.StartKafka(filepath.Join(dir, "kafka"), testkit.KafkaOptions{
+		TLS:   &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		Users: []testkit.KafkaUser{{Mechanism: "SCRAM-SHA-256", Name: "takt-aggregator", Password: "agg-secret"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close() })
+	link := kafkalink.Link{Brokers: k.Brokers()}
+	link.TLS.Enabled, link.TLS.CAFile = true, pki.CA
+	link.SASL.Mechanism, link.SASL.Username, link.SASL.Password = "SCRAM-SHA-256", "takt-aggregator", "agg-secret"
+	ktls, ksasl, err := link.Parts()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	pool := testkit.NewDatabase(t).Pool(t)
+	register(t, pool)
+	var seq uint64
+	envs := script(h8, h8.Add(time.Hour), h8.Add(20*time.Minute), h8.Add(30*time.Minute), &seq)
+	transport, _ := link.Transport()
+	w := &kafka.Writer{Addr: kafka.TCP(k.Brokers()...), Transport: transport, Topic: schemas.KafkaEvents, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll}
+	defer w.Close()
+	var msgs []kafka.Message
+	for _, e := range envs {
+		b, _ := schemas.Encode(e)
+		msgs = append(msgs, kafka.Message{Key: e.Path().Key(), Value: b})
+	}
+	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := New(Config{KafkaBrokers: k.Brokers(), KafkaTLS: ktls, KafkaSASL: ksasl, Group: "agg", RecomputeEvery: 100 * time.Millisecond, Linger: 50 * time.Millisecond},
+		&store.Store{Pool: pool}, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), func() time.Time { return h8.Add(48 * time.Hour) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	window(t, pool, "hour", h8, func(r row) bool { return r.total == 2990 })
+}
