@@ -143,6 +143,9 @@ func (c *Config) Validate() []error {
 	if c.Auth == "username" && c.Username == "" {
 		add("username: required with auth username")
 	}
+	if c.Auth == "username" && c.SecurityPolicy == "None" {
+		add("auth username with security_policy None: the password would cross the network unprotected; choose a security policy (Basic256Sha256, Aes128_Sha256_RsaOaep, Aes256_Sha256_RsaPss)")
+	}
 	if c.Mode != "subscribe" && c.Mode != "poll" {
 		add("mode %q: want subscribe or poll", c.Mode)
 	}

@@ -1,8 +1,12 @@
 package opcua
 
 import (
+	"bytes"
 	"log/slog"
 	"math"
+	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -86,4 +90,40 @@ func FuzzDataValue(f *testing.F) {
 			t.Fatalf("quality %v", r.Quality)
 		}
 	})
+}
+
+// Servers that start at once make one client certificate between them: the one
+// the file holds, which an operator copies to the servers' trust lists.
+func TestOneCertificateForServersStartingAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "own", "cert.pem"), filepath.Join(dir, "own", "key.pem")
+	ders := make(chan []byte, 8)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			der, _, err := LoadOrCreateCertificate(cert, key, "gw")
+			if err != nil {
+				t.Error(err)
+			}
+			ders <- der
+		}()
+	}
+	wg.Wait()
+	close(ders)
+	onDisk, _, err := LoadOrCreateCertificate(cert, key, "gw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for der := range ders {
+		if !bytes.Equal(der, onDisk) {
+			t.Fatal("a server presents a certificate other than the one in cert.pem")
+		}
+	}
+	c := Config{Name: "x", Endpoint: "opc.tcp://h:4840", Auth: "username", Username: "u", Password: "p", Tags: []Tag{{Tag: source.Tag{Name: "t"}, NodeID: "ns=1;s=t"}}}
+	c.Defaults(dir)
+	if errs := c.Validate(); len(errs) != 1 || !strings.Contains(errs[0].Error(), "security_policy None: the password would cross the network unprotected") {
+		t.Fatalf("username over security None: %v", errs)
+	}
 }

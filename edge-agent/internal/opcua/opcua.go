@@ -58,6 +58,10 @@ func NewServer(cfg Config, agentID string, m *Metrics, log *slog.Logger) *Server
 
 // Run reads until ctx ends, reconnecting as needed, handing readings to emit.
 func (s *Server) Run(ctx context.Context, emit func([]source.Reading)) {
+	if s.cfg.SecurityPolicy == "None" {
+		// Allowed (many PLCs offer nothing else), never silent.
+		s.log.Warn("OPC UA without security (security_policy None): values cross the network neither signed nor encrypted; choose Basic256Sha256 or better where the server offers it")
+	}
 	backoff := servicekit.Backoff(time.Second, 30*time.Second)
 	for ctx.Err() == nil {
 		start := s.now()

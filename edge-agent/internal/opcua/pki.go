@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 )
 
@@ -24,7 +25,13 @@ func ApplicationURI(agentID string) string { return "urn:takt:agent:" + agentID 
 // LoadOrCreateCertificate returns the client certificate (DER) and key in the given
 // PEM files, making a self-signed one (RSA 2048, ten years, the agent's application
 // URI) and keeping it there when the files do not exist yet.
+//
+// Several servers of one agent share the default files and connect at once: one
+// certificate is made, under a lock, and written atomically (key first), so that
+// every server presents the one an operator finds in the file.
 func LoadOrCreateCertificate(certFile, keyFile, agentID string) ([]byte, *rsa.PrivateKey, error) {
+	certMu.Lock()
+	defer certMu.Unlock()
 	certPEM, cerr := os.ReadFile(certFile)
 	keyPEM, kerr := os.ReadFile(keyFile)
 	if errors.Is(cerr, os.ErrNotExist) && errors.Is(kerr, os.ErrNotExist) {
@@ -78,13 +85,42 @@ func createCertificate(certFile, keyFile, agentID string) ([]byte, *rsa.PrivateK
 			return nil, nil, err
 		}
 	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600); err != nil {
+	if err := writeAtomic(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600); err != nil {
 		return nil, nil, err
 	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := writeAtomic(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
 		return nil, nil, err
 	}
 	return der, key, nil
+}
+
+// certMu serialises making the agent's certificate.
+var certMu sync.Mutex
+
+// writeAtomic writes data to a temporary file beside path and renames it there:
+// a reader sees the whole file or none.
+func writeAtomic(path string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }
 
 // CheckTrusted reports whether the server certificate (DER) is one of the files in
