@@ -35,6 +35,8 @@ Commands:
   up          apply every pending migration
   down        roll back the most recent migration
   status      list migrations and whether each is applied
+  audit-verify  check the audit log's hash chain; print its length and head hash
+              (record the head elsewhere: entries cut off the end show against it)
   partitions  create daily sample partitions ahead and drop those past retention
               [-ahead DAYS (default 7, 1..3660)] [-retention DAYS (default 0 = keep all)]
 
@@ -110,6 +112,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 				fmt.Fprintf(stdout, "%-40s %s\n", s.Source.Path, applied)
 			}
 		}
+		return nil
+	case "audit-verify":
+		n, head, err := migrations.VerifyAudit(ctx, db)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "audit log intact: %d entries, head hash %s\n", n, head)
 		return nil
 	case "partitions":
 		pf := flag.NewFlagSet("partitions", flag.ContinueOnError)
