@@ -67,12 +67,12 @@ func DecodeYAML(data []byte, cfg any) error {
 	} else if err != nil && !errors.Is(err, io.EOF) && len(errs) == 0 {
 		errs = append(errs, err)
 	}
-	sort.SliceStable(errs, func(i, j int) bool { return lineOf(errs[i]) < lineOf(errs[j]) })
+	sort.SliceStable(errs, func(i, j int) bool { return LineOf(errs[i]) < LineOf(errs[j]) })
 	return errors.Join(errs...)
 }
 
-// lineOf is the line an error from the YAML decoder names ("line 12: ..."), or 0.
-func lineOf(err error) int {
+// LineOf is the line an error from the YAML decoder names ("line 12: ..."), or 0.
+func LineOf(err error) int {
 	var n int
 	fmt.Sscanf(err.Error(), "line %d:", &n)
 	return n

@@ -140,16 +140,24 @@ func unknownKey(k *yaml.Node, path string, fields map[string]reflect.Type) error
 	}
 	sort.Strings(known)
 	msg := fmt.Sprintf("line %d: %s: unknown key", k.Line, path)
-	best, bestD := "", 1<<30
-	for _, name := range known {
-		if d := distance(strings.ToLower(k.Value), name); d < bestD {
-			best, bestD = name, d
-		}
-	}
-	if best != "" && bestD <= max(2, len(k.Value)/3) {
+	if best := Closest(k.Value, known); best != "" {
 		msg += fmt.Sprintf(" (did you mean %q?)", best)
 	}
 	return errors.New(msg + "; known here: " + strings.Join(known, ", "))
+}
+
+// Closest is the name within a few edits of word (a misspelling of it), or "".
+func Closest(word string, names []string) string {
+	best, bestD := "", 1<<30
+	for _, name := range names {
+		if d := distance(strings.ToLower(word), name); d < bestD {
+			best, bestD = name, d
+		}
+	}
+	if best != "" && bestD <= max(2, len(word)/3) {
+		return best
+	}
+	return ""
 }
 
 // distance is the Levenshtein distance of a and b.

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
+	"testing"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
@@ -148,4 +150,26 @@ func (l advertisingListener) Addr() net.Addr {
 		return l.Listener.Addr()
 	}
 	return a
+}
+
+// SecureKafka starts a broker for t alone that speaks TLS only (a certificate of a
+// throwaway authority, whose PEM file it returns) and lets in only users.
+func SecureKafka(t testing.TB, users ...KafkaUser) (*KafkaServer, string) {
+	t.Helper()
+	dir := t.TempDir()
+	pki, err := NewPKI(filepath.Join(dir, "pki"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.LoadX509KeyPair(pki.ServerCert, pki.ServerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := StartKafka(filepath.Join(dir, "kafka"), KafkaOptions{
+		TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, Users: users})
+	if err != nil {
+		t.Fatalf("testkit: secure kafka: %v", err)
+	}
+	t.Cleanup(func() { _ = k.Close() })
+	return k, pki.CA
 }

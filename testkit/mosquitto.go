@@ -61,7 +61,8 @@ func StartMosquittoTLS(dir string) (*MosquittoServer, error) {
 	return startMosquitto(dir, true, time.Second)
 }
 
-func startMosquitto(dir string, withTLS bool, autosave time.Duration) (*MosquittoServer, error) {
+// newMosquitto finds the broker, a free port and makes dir.
+func newMosquitto(dir string) (*MosquittoServer, error) {
 	bin, err := findProgram("mosquitto", "/usr/sbin/mosquitto")
 	if err != nil {
 		return nil, err
@@ -70,7 +71,12 @@ func startMosquitto(dir string, withTLS bool, autosave time.Duration) (*Mosquitt
 	if s.Port, err = FreePort(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	return s, os.MkdirAll(dir, 0o755)
+}
+
+func startMosquitto(dir string, withTLS bool, autosave time.Duration) (*MosquittoServer, error) {
+	s, err := newMosquitto(dir)
+	if err != nil {
 		return nil, err
 	}
 	userLine := ""
@@ -99,15 +105,8 @@ func startMosquitto(dir string, withTLS bool, autosave time.Duration) (*Mosquitt
 // {{port}} is a free port (the one the test connects to, Port) and {{dir}} the
 // broker's directory; logging, and the user to run as when root, are added.
 func StartMosquittoConfig(dir, conf string) (*MosquittoServer, error) {
-	bin, err := findProgram("mosquitto", "/usr/sbin/mosquitto")
+	s, err := newMosquitto(dir)
 	if err != nil {
-		return nil, err
-	}
-	s := &MosquittoServer{Dir: dir, bin: bin}
-	if s.Port, err = FreePort(); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	conf = strings.NewReplacer("{{port}}", strconv.Itoa(s.Port), "{{dir}}", dir).Replace(conf)

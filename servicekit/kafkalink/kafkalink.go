@@ -90,11 +90,7 @@ func (l Link) mechanism() (sasl.Mechanism, error) {
 
 // Transport is for writers and clients (kafka.Writer.Transport, kafka.Client).
 func (l Link) Transport() (*kafka.Transport, error) {
-	tc, err := l.tls()
-	if err != nil {
-		return nil, err
-	}
-	m, err := l.mechanism()
+	tc, m, err := l.Parts()
 	if err != nil {
 		return nil, err
 	}
@@ -103,11 +99,7 @@ func (l Link) Transport() (*kafka.Transport, error) {
 
 // Dialer is for readers and consumer groups.
 func (l Link) Dialer() (*kafka.Dialer, error) {
-	tc, err := l.tls()
-	if err != nil {
-		return nil, err
-	}
-	m, err := l.mechanism()
+	tc, m, err := l.Parts()
 	if err != nil {
 		return nil, err
 	}

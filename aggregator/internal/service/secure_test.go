@@ -2,10 +2,8 @@ package service
 
 import (
 	"context"
-	"crypto/tls"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -21,25 +19,9 @@ import (
 // The aggregator consumes over TLS with SASL (SCRAM-SHA-256), as its kafka: block
 // says, from a broker that lets nothing else in.
 func TestConsumesOverTLSAndSASL(t *testing.T) {
-	dir := t.TempDir()
-	pki, err := testkit.NewPKI(filepath.Join(dir, "pki"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := tls.LoadX509KeyPair(pki.ServerCert, pki.ServerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := testkit.StartKafka(filepath.Join(dir, "kafka"), testkit.KafkaOptions{
-		TLS:   &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
-		Users: []testkit.KafkaUser{{Mechanism: "SCRAM-SHA-256", Name: "takt-aggregator", Password: "agg-secret"}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { k.Close() })
+	k, ca := testkit.SecureKafka(t, testkit.KafkaUser{Mechanism: "SCRAM-SHA-256", Name: "takt-aggregator", Password: "agg-secret"})
 	link := kafkalink.Link{Brokers: k.Brokers()}
-	link.TLS.Enabled, link.TLS.CAFile = true, pki.CA
+	link.TLS.Enabled, link.TLS.CAFile = true, ca
 	link.SASL.Mechanism, link.SASL.Username, link.SASL.Password = "SCRAM-SHA-256", "takt-aggregator", "agg-secret"
 	ktls, ksasl, err := link.Parts()
 	if err != nil {

@@ -137,7 +137,7 @@ func Parse(data []byte) (*Config, error) {
 	errs = append(errs, unjoin(c.Validate())...)
 	// Faults that have a line first, in the file's order; then the others.
 	sort.SliceStable(errs, func(i, j int) bool {
-		li, lj := lineOf(errs[i]), lineOf(errs[j])
+		li, lj := servicekit.LineOf(errs[i]), servicekit.LineOf(errs[j])
 		return li != 0 && (lj == 0 || li < lj)
 	})
 	if err := errors.Join(errs...); err != nil {
@@ -183,7 +183,7 @@ func (c *Config) decodeSources(data []byte) []error {
 			}
 			configs, derrs := d.Decode(v, path, env)
 			for _, e := range derrs {
-				if lineOf(e) == 0 {
+				if servicekit.LineOf(e) == 0 {
 					e = fmt.Errorf("equipment %q: %w", c.Equipment[ei].Code, e)
 				}
 				errs = append(errs, e)
@@ -201,44 +201,10 @@ func unknownSourceKey(k *yaml.Node, path string) error {
 	known := append([]string{"area", "code", "line", "site"}, source.Keys()...)
 	sort.Strings(known)
 	msg := fmt.Sprintf("line %d: %s: unknown key", k.Line, path)
-	if best := closest(k.Value, known); best != "" {
+	if best := servicekit.Closest(k.Value, known); best != "" {
 		msg += fmt.Sprintf(" (did you mean %q?)", best)
 	}
 	return errors.New(msg + "; known here: " + strings.Join(known, ", ") + " (the last ones are source drivers)")
-}
-
-// closest is the name within a few edits of s, or "".
-func closest(s string, names []string) string {
-	best, bestD := "", 1<<30
-	for _, n := range names {
-		if d := levenshtein(strings.ToLower(s), n); d < bestD {
-			best, bestD = n, d
-		}
-	}
-	if bestD <= max(2, len(s)/3) {
-		return best
-	}
-	return ""
-}
-
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }
 
 func unjoin(err error) []error {
@@ -249,13 +215,6 @@ func unjoin(err error) []error {
 		return j.Unwrap()
 	}
 	return []error{err}
-}
-
-// lineOf is the line an error names ("line 12: ..."), or 0.
-func lineOf(err error) int {
-	var n int
-	fmt.Sscanf(err.Error(), "line %d:", &n)
-	return n
 }
 
 func (c *Config) defaults() {

@@ -10,7 +10,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"takt.dev/edge-agent/internal/source"
-	"takt.dev/servicekit"
 )
 
 // Config is one Modbus server (PLC, gateway, meter) polled on its own loop: the
@@ -40,15 +39,11 @@ type Tag struct {
 func (c *Config) SourceName() string { return c.Name }
 
 func (c *Config) SourceTags() []source.Tag {
-	out := make([]source.Tag, len(c.Tags))
-	for i := range c.Tags {
-		out[i] = c.Tags[i].Tag
-	}
-	return out
+	return source.CommonTags(c.Tags, func(t *Tag) source.Tag { return t.Tag })
 }
 
 // Defaults fills the zero fields.
-func (c *Config) Defaults() {
+func (c *Config) Defaults(source.Env) {
 	if c.UnitID == 0 {
 		c.UnitID = 1
 	}
@@ -207,17 +202,8 @@ func init() { source.Register(driver{}) }
 
 func (driver) Key() string { return "modbus" }
 
-func (driver) Decode(node *yaml.Node, path string, _ source.Env) ([]source.Config, []error) {
-	var list []Config
-	errs := servicekit.DecodeYAMLNode(node, path, &list)
-	out := make([]source.Config, len(list))
-	for i := range list {
-		c := &list[i]
-		c.Defaults()
-		errs = append(errs, c.Validate()...)
-		out[i] = c
-	}
-	return out, errs
+func (driver) Decode(node *yaml.Node, path string, env source.Env) ([]source.Config, []error) {
+	return source.DecodeList[Config](node, path, env)
 }
 
 func (driver) Runner(rt source.Runtime) func(context.Context, source.Config, func([]source.Reading)) {

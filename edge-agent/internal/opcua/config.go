@@ -13,7 +13,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"takt.dev/edge-agent/internal/source"
-	"takt.dev/servicekit"
 )
 
 // Config is one OPC UA server, read through a subscription or by polling: the
@@ -51,16 +50,13 @@ type Tag struct {
 func (c *Config) SourceName() string { return c.Name }
 
 func (c *Config) SourceTags() []source.Tag {
-	out := make([]source.Tag, len(c.Tags))
-	for i := range c.Tags {
-		out[i] = c.Tags[i].Tag
-	}
-	return out
+	return source.CommonTags(c.Tags, func(t *Tag) source.Tag { return t.Tag })
 }
 
 // Defaults fills the zero fields; the client's certificate and the trusted
 // servers' live under dir (the agent's buffer.dir) unless given.
-func (c *Config) Defaults(dir string) {
+func (c *Config) Defaults(env source.Env) {
+	dir := env.Dir
 	if c.SecurityPolicy == "" {
 		c.SecurityPolicy = "None"
 	}
@@ -221,16 +217,7 @@ func init() { source.Register(driver{}) }
 func (driver) Key() string { return "opcua" }
 
 func (driver) Decode(node *yaml.Node, path string, env source.Env) ([]source.Config, []error) {
-	var list []Config
-	errs := servicekit.DecodeYAMLNode(node, path, &list)
-	out := make([]source.Config, len(list))
-	for i := range list {
-		c := &list[i]
-		c.Defaults(env.Dir)
-		errs = append(errs, c.Validate()...)
-		out[i] = c
-	}
-	return out, errs
+	return source.DecodeList[Config](node, path, env)
 }
 
 func (driver) Runner(rt source.Runtime) func(context.Context, source.Config, func([]source.Reading)) {

@@ -122,7 +122,7 @@ func TestOneCertificateForServersStartingAtOnce(t *testing.T) {
 		}
 	}
 	c := Config{Name: "x", Endpoint: "opc.tcp://h:4840", Auth: "username", Username: "u", Password: "p", Tags: []Tag{{Tag: source.Tag{Name: "t"}, NodeID: "ns=1;s=t"}}}
-	c.Defaults(dir)
+	c.Defaults(source.Env{Dir: dir})
 	if errs := c.Validate(); len(errs) != 1 || !strings.Contains(errs[0].Error(), "security_policy None: the password would cross the network unprotected") {
 		t.Fatalf("username over security None: %v", errs)
 	}

@@ -12,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"takt.dev/schemas"
+	"takt.dev/servicekit"
 )
 
 // Tag is what every tag has, whatever its driver: its name and what it means to
@@ -157,3 +158,37 @@ func Keys() []string {
 // ErrNoDrivers is what a configuration names when no driver is registered (a
 // program that forgot to import internal/drivers).
 var ErrNoDrivers = errors.New("no source drivers registered")
+
+// Options is what a driver's option type (C) offers through its pointer: the
+// source's name and tags, its defaults (env holds what they may depend on), and its
+// validation (every fault).
+type Options[C any] interface {
+	*C
+	Config
+	Defaults(env Env)
+	Validate() []error
+}
+
+// DecodeList is a driver's Decode for a list of options of type C: every unknown
+// key and misfit value with its line and path, then defaults and validation.
+func DecodeList[C any, P Options[C]](node *yaml.Node, path string, env Env) ([]Config, []error) {
+	var list []C
+	errs := servicekit.DecodeYAMLNode(node, path, &list)
+	out := make([]Config, len(list))
+	for i := range list {
+		c := P(&list[i])
+		c.Defaults(env)
+		errs = append(errs, c.Validate()...)
+		out[i] = c
+	}
+	return out, errs
+}
+
+// CommonTags returns the common part of each of a driver's tags.
+func CommonTags[T any](tags []T, common func(*T) Tag) []Tag {
+	out := make([]Tag, len(tags))
+	for i := range tags {
+		out[i] = common(&tags[i])
+	}
+	return out
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"os"
@@ -21,28 +20,13 @@ import (
 // everything flows; a wrong password is refused with a message that says so.
 func TestKafkaOverTLSAndSASL(t *testing.T) {
 	dir := t.TempDir()
-	pki, err := testkit.NewPKI(filepath.Join(dir, "pki"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := tls.LoadX509KeyPair(pki.ServerCert, pki.ServerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := testkit.StartKafka(filepath.Join(dir, "kafka"), testkit.KafkaOptions{
-		TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
-		Users: []testkit.KafkaUser{{Mechanism: "SCRAM-SHA-512", Name: "takt-ingest", Password: "ingest-secret"},
-			{Mechanism: "PLAIN", Name: "operator", Password: "op-secret"}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { k.Close() })
+	k, ca := testkit.SecureKafka(t, testkit.KafkaUser{Mechanism: "SCRAM-SHA-512", Name: "takt-ingest", Password: "ingest-secret"},
+		testkit.KafkaUser{Mechanism: "PLAIN", Name: "operator", Password: "op-secret"})
 	p := &pipeline{mq: testkit.Mosquitto(t), k: k, db: testkit.NewDatabase(t), dir: dir, group: fmt.Sprintf("g%d", time.Now().UnixNano())}
 	p.pool = p.db.Pool(t)
 
 	kafkaBlock := func(mechanism, user, password string) string {
-		return fmt.Sprintf("kafka:\n  tls: {enabled: true, ca_file: %s}\n  sasl: {mechanism: %s, username: %s, password: '%s'}\n", pki.CA, mechanism, user, password)
+		return fmt.Sprintf("kafka:\n  tls: {enabled: true, ca_file: %s}\n  sasl: {mechanism: %s, username: %s, password: '%s'}\n", ca, mechanism, user, password)
 	}
 	cfgFile := filepath.Join(dir, "ingest.yaml")
 	os.WriteFile(cfgFile, []byte(fmt.Sprintf("http_addr: 127.0.0.1:0\n%sbridge:\n  client_id: %s-b\n  group: %s\nsink:\n  linger: 20ms\n",
@@ -88,7 +72,7 @@ func TestKafkaOverTLSAndSASL(t *testing.T) {
 	os.WriteFile(opFile, []byte(kafkaBlock("PLAIN", "operator", "wrong")), 0o600)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	err = run(ctx, []string{"-c", opFile, "deadletter", "list"}, env, io.Discard, io.Discard)
+	err := run(ctx, []string{"-c", opFile, "deadletter", "list"}, env, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "sasl") {
 		t.Fatalf("a wrong password: %v, want an error naming SASL", err)
 	}
