@@ -198,13 +198,12 @@ func (c *Config) decodeSources(data []byte) []error {
 
 // unknownSourceKey names a key of an equipment that no field and no driver has.
 func unknownSourceKey(k *yaml.Node, path string) error {
-	known := append([]string{"area", "code", "line", "site"}, source.Keys()...)
-	sort.Strings(known)
+	fields, drivers := []string{"area", "code", "line", "site"}, source.Keys()
 	msg := fmt.Sprintf("line %d: %s: unknown key", k.Line, path)
-	if best := servicekit.Closest(k.Value, known); best != "" {
+	if best := servicekit.Closest(k.Value, append(append([]string{}, fields...), drivers...)); best != "" {
 		msg += fmt.Sprintf(" (did you mean %q?)", best)
 	}
-	return errors.New(msg + "; known here: " + strings.Join(known, ", ") + " (the last ones are source drivers)")
+	return errors.New(msg + "; known here: " + strings.Join(fields, ", ") + "; source drivers: " + strings.Join(drivers, ", "))
 }
 
 func unjoin(err error) []error {
