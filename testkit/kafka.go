@@ -28,6 +28,8 @@ type KafkaOptions struct {
 	TLS *tls.Config
 	// Users turns SASL on: only these users get in (each a superuser).
 	Users []KafkaUser
+	// TopicPrefixes: Takt's topics are also created under each of these prefixes.
+	TopicPrefixes []string
 }
 
 // KafkaUser is a SASL user of a KafkaServer.
@@ -87,7 +89,7 @@ func (s *KafkaServer) Start() error {
 	opts := []kfake.Opt{
 		kfake.Ports(s.Port),
 		kfake.DataDir(s.Dir),
-		kfake.SeedTopics(int32(s.opts.Partitions), schemas.KafkaSamples, schemas.KafkaEvents, schemas.KafkaDeadLetter, schemas.KafkaStatus),
+		kfake.SeedTopics(int32(s.opts.Partitions), s.topics()...),
 		kfake.AllowAutoTopicCreation(),
 		kfake.DefaultNumPartitions(s.opts.Partitions),
 	}
@@ -172,4 +174,16 @@ func SecureKafka(t testing.TB, users ...KafkaUser) (*KafkaServer, string) {
 	}
 	t.Cleanup(func() { _ = k.Close() })
 	return k, pki.CA
+}
+
+// topics are Takt's topics, and the same under every prefix of the options.
+func (s *KafkaServer) topics() []string {
+	base := []string{schemas.KafkaSamples, schemas.KafkaEvents, schemas.KafkaDeadLetter, schemas.KafkaStatus}
+	out := append([]string{}, base...)
+	for _, p := range s.opts.TopicPrefixes {
+		for _, t := range base {
+			out = append(out, p+t)
+		}
+	}
+	return out
 }

@@ -57,8 +57,10 @@ type Config struct {
 	KafkaBrokers []string
 	// KafkaTLS and KafkaSASL secure the Kafka connections (kafkalink builds them
 	// from the kafka: block); nil: plain.
-	KafkaTLS    *tls.Config
-	KafkaSASL   sasl.Mechanism
+	KafkaTLS  *tls.Config
+	KafkaSASL sasl.Mechanism
+	// TopicPrefix goes in front of every Kafka topic the bridge writes.
+	TopicPrefix string
 	Compression string // none, gzip, snappy, lz4, zstd
 
 	QueueSize    int           // MQTT messages received but not yet acknowledged, at most
@@ -442,6 +444,14 @@ func (b *Bridge) process(ctx context.Context, batch []mqtt.Message) error {
 // write writes records, retrying transient failures with exponential backoff and
 // jitter until ctx ends; it returns a deterministic refusal at once.
 func (b *Bridge) write(ctx context.Context, records []kafka.Message) error {
+	if p := b.cfg.TopicPrefix; p != "" {
+		prefixed := make([]kafka.Message, len(records))
+		for i, r := range records {
+			r.Topic = p + r.Topic
+			prefixed[i] = r
+		}
+		records = prefixed
+	}
 	backoff := servicekit.Backoff(50*time.Millisecond, b.cfg.MaxBackoff)
 	for len(records) > 0 {
 		start := time.Now()

@@ -90,6 +90,7 @@ func Replay(ctx context.Context, link kafkalink.Link, f Filter, opt Options, log
 				continue
 			}
 			for i := range out {
+				out[i].Topic = link.Topic(out[i].Topic)
 				out[i].Headers = append(out[i].Headers, kafka.Header{Key: "takt-replay-of", Value: []byte(l.ID().String())})
 			}
 			recs = append(recs, out...)
@@ -112,7 +113,7 @@ func Replay(ctx context.Context, link kafkalink.Link, f Filter, opt Options, log
 		}
 		return nil
 	}
-	err = Scan(ctx, link, schemas.KafkaDeadLetter, f, func(l *Letter) error {
+	err = Scan(ctx, link, link.Topic(schemas.KafkaDeadLetter), f, func(l *Letter) error {
 		rep.Matched++
 		if ok, why := l.Replayable(); !ok {
 			rep.NotReplayable[why]++

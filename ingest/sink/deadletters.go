@@ -19,7 +19,7 @@ import (
 // the insert is idempotent). It runs until ctx ends.
 func (s *Sink) indexDeadLetters(ctx context.Context) {
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: s.cfg.KafkaBrokers, GroupID: s.cfg.Group + "-deadletters", Dialer: s.dialer(),
-		Topic: schemas.KafkaDeadLetter, StartOffset: kafka.FirstOffset, MaxWait: 500 * time.Millisecond})
+		Topic: s.cfg.TopicPrefix + schemas.KafkaDeadLetter, StartOffset: kafka.FirstOffset, MaxWait: 500 * time.Millisecond})
 	defer r.Close()
 	backoff := s.backoff()
 	for {

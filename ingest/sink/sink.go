@@ -45,7 +45,8 @@ type Config struct {
 	KafkaTLS      *tls.Config    // nil: plain (kafkalink builds these from the kafka: block)
 	KafkaSASL     sasl.Mechanism // nil: none
 	Group         string         // consumer group; also the key of the stored positions
-	Topic         string         // default schemas.KafkaSamples
+	Topic         string         // default TopicPrefix + schemas.KafkaSamples
+	TopicPrefix   string         // in front of every topic: the samples and the dead-letter topic
 	BatchRows     int            // a batch is written when it holds this many samples
 	Linger        time.Duration  // ... or when its first record is this old
 	FetchMaxBytes int            // largest fetch response from Kafka
@@ -64,7 +65,7 @@ func (c Config) Defaults() Config {
 		c.Group = "takt-sink"
 	}
 	if c.Topic == "" {
-		c.Topic = schemas.KafkaSamples
+		c.Topic = c.TopicPrefix + schemas.KafkaSamples
 	}
 	if c.BatchRows <= 0 {
 		c.BatchRows = 10_000
@@ -123,7 +124,7 @@ func New(cfg Config, pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Regist
 	return &Sink{
 		cfg: cfg, pool: pool, log: log, m: newMetrics(reg), now: time.Now, days: map[int64]bool{},
 		dlq: &kafka.Writer{
-			Addr: kafka.TCP(cfg.KafkaBrokers...), Topic: schemas.KafkaDeadLetter, Balancer: &kafka.Hash{},
+			Addr: kafka.TCP(cfg.KafkaBrokers...), Topic: cfg.TopicPrefix + schemas.KafkaDeadLetter, Balancer: &kafka.Hash{},
 			Transport:    &kafka.Transport{TLS: cfg.KafkaTLS, SASL: cfg.KafkaSASL, DialTimeout: 10 * time.Second},
 			RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond, MaxAttempts: 1,
 			// Room for a dead letter at its bound, key and headers (Kafka's default

@@ -38,12 +38,21 @@ type Link struct {
 		Username  string `yaml:"username"`
 		Password  string `yaml:"password"` // better ${KAFKA_PASSWORD} or ${file:...}
 	} `yaml:"sasl"`
+	// TopicPrefix goes in front of every topic name (staging.takt.samples.v1), so
+	// that several environments share one cluster. Empty: none.
+	TopicPrefix string `yaml:"topic_prefix"`
 }
+
+// Topic is name with the prefix.
+func (l Link) Topic(name string) string { return l.TopicPrefix + name }
 
 // Validate reports the first setting that cannot work, by its path.
 func (l Link) Validate() error {
 	if len(l.Brokers) == 0 {
 		return errors.New("kafka.brokers: missing")
+	}
+	if err := CheckPrefix(l.TopicPrefix); err != nil {
+		return err
 	}
 	if _, err := l.tls(); err != nil {
 		return err
@@ -132,4 +141,17 @@ func (l Link) Hint() string {
 		return " (check kafka.tls: the brokers' authority and the client certificate)"
 	}
 	return ""
+}
+
+// CheckPrefix checks a topic prefix: Kafka's topic characters, at most 100.
+func CheckPrefix(p string) error {
+	if len(p) > 100 {
+		return fmt.Errorf("kafka.topic_prefix %q: at most 100 characters", p)
+	}
+	for i, r := range p {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Errorf("kafka.topic_prefix %q: character %q at %d: Kafka topics take A-Z a-z 0-9 . _ -", p, r, i)
+		}
+	}
+	return nil
 }

@@ -123,7 +123,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ktls, ksasl, _ := cfg.Kafka.Parts() // checked by load
-	svc, err := service.New(service.Config{KafkaBrokers: cfg.Kafka.Brokers, KafkaTLS: ktls, KafkaSASL: ksasl, Group: cfg.Kafka.Group, BatchRecords: cfg.BatchRecords,
+	svc, err := service.New(service.Config{KafkaBrokers: cfg.Kafka.Brokers, KafkaTLS: ktls, KafkaSASL: ksasl, TopicPrefix: cfg.Kafka.TopicPrefix,
+		Group: cfg.Kafka.Group, BatchRecords: cfg.BatchRecords,
 		Linger: cfg.Linger, RecomputeEvery: cfg.RecomputeEvery, RefreshEvery: cfg.RefreshEvery}, &store.Store{Pool: pool}, log, reg, time.Now)
 	if err != nil {
 		return err

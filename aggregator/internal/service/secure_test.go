@@ -54,3 +54,36 @@ func TestConsumesOverTLSAndSASL(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	window(t, pool, "hour", h8, func(r row) bool { return r.total == 2990 })
 }
+
+// With kafka.topic_prefix the aggregator reads its environment's topics only.
+func TestTopicPrefix(t *testing.T) {
+	k, err := testkit.StartKafka(t.TempDir(), testkit.KafkaOptions{TopicPrefixes: []string{"staging."}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close() })
+	pool := testkit.NewDatabase(t).Pool(t)
+	register(t, pool)
+	var seq uint64
+	envs := script(h8, h8.Add(time.Hour), h8.Add(20*time.Minute), h8.Add(30*time.Minute), &seq)
+	w := &kafka.Writer{Addr: kafka.TCP(k.Brokers()...), Topic: "staging." + schemas.KafkaEvents, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	defer w.Close()
+	var msgs []kafka.Message
+	for _, e := range envs {
+		b, _ := schemas.Encode(e)
+		msgs = append(msgs, kafka.Message{Key: e.Path().Key(), Value: b})
+	}
+	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := New(Config{KafkaBrokers: k.Brokers(), TopicPrefix: "staging.", Group: "agg", RecomputeEvery: 100 * time.Millisecond, Linger: 50 * time.Millisecond},
+		&store.Store{Pool: pool}, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), func() time.Time { return h8.Add(48 * time.Hour) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	window(t, pool, "hour", h8, func(r row) bool { return r.total == 2990 })
+}

@@ -34,7 +34,8 @@ type Config struct {
 	KafkaTLS       *tls.Config    // nil: plain (kafkalink builds these from the kafka: block)
 	KafkaSASL      sasl.Mechanism // nil: none
 	Group          string         // default takt-aggregator
-	Topics         []string       // default schemas.KafkaEvents and schemas.KafkaStatus
+	Topics         []string       // default TopicPrefix + schemas.KafkaEvents and schemas.KafkaStatus
+	TopicPrefix    string         // in front of every topic name
 	BatchRecords   int            // records saved per transaction, at most; default 500
 	Linger         time.Duration  // a batch waits at most this long; default 200ms
 	RecomputeEvery time.Duration  // how often dirty days are looked for; default 2s
@@ -59,7 +60,7 @@ func New(cfg Config, st *store.Store, log *slog.Logger, reg prometheus.Registere
 		cfg.Group = "takt-aggregator"
 	}
 	if len(cfg.Topics) == 0 {
-		cfg.Topics = []string{schemas.KafkaEvents, schemas.KafkaStatus}
+		cfg.Topics = []string{cfg.TopicPrefix + schemas.KafkaEvents, cfg.TopicPrefix + schemas.KafkaStatus}
 	}
 	if cfg.RefreshEvery <= 0 {
 		cfg.RefreshEvery = time.Minute
@@ -128,7 +129,7 @@ func (s *Service) consume(ctx context.Context) error {
 			}
 			fetchBackoff.Reset()
 			batch = append(batch, m)
-			if m.Topic == schemas.KafkaStatus {
+			if m.Topic == s.cfg.TopicPrefix+schemas.KafkaStatus {
 				st, err := schemas.DecodeStatus(m.Value)
 				if err != nil {
 					s.refuse(m, "status", err)

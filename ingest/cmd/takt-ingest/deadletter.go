@@ -107,7 +107,7 @@ func listLetters(ctx context.Context, cfg *Config, f deadletter.Filter, limit in
 	}
 	n := 0
 	enc := json.NewEncoder(stdout)
-	err := deadletter.Scan(ctx, cfg.Kafka.Link, schemas.KafkaDeadLetter, f, func(l *deadletter.Letter) error {
+	err := deadletter.Scan(ctx, cfg.Kafka.Link, cfg.Kafka.Topic(schemas.KafkaDeadLetter), f, func(l *deadletter.Letter) error {
 		if limit > 0 && n >= limit {
 			return deadletter.ErrStop
 		}

@@ -121,6 +121,9 @@ func loadConfig(file string, getenv func(string) string) (*Config, error) {
 	if _, _, err := cfg.Kafka.Parts(); err != nil {
 		return nil, err
 	}
+	if err := kafkalink.CheckPrefix(cfg.Kafka.TopicPrefix); err != nil {
+		return nil, err
+	}
 	if cfg.DeadLetter.MaxPayloadBytes < 0 {
 		return nil, fmt.Errorf("dead_letter.max_payload_bytes = %d: want 1 or more (0 for the default %d)", cfg.DeadLetter.MaxPayloadBytes, schemas.DefaultDeadLetterPayload)
 	}
@@ -147,7 +150,7 @@ func (c *Config) bridgeConfig() bridge.Config {
 		Subscription: c.Bridge.Subscription, Topics: c.Bridge.Topics,
 		Username: c.Bridge.Username, Password: c.Bridge.Password,
 		CAFile: c.Bridge.CAFile, CertFile: c.Bridge.CertFile, KeyFile: c.Bridge.KeyFile,
-		KafkaBrokers: c.Kafka.Brokers, KafkaTLS: ktls, KafkaSASL: ksasl, Compression: c.Kafka.Compression,
+		KafkaBrokers: c.Kafka.Brokers, KafkaTLS: ktls, KafkaSASL: ksasl, TopicPrefix: c.Kafka.TopicPrefix, Compression: c.Kafka.Compression,
 		QueueSize: c.Bridge.QueueSize, QueueBytes: c.Bridge.QueueBytes, BatchSize: c.Bridge.BatchSize, Linger: c.Bridge.Linger, Limits: c.limits(),
 		DeadLetterPayload: c.DeadLetter.MaxPayloadBytes,
 	}
@@ -155,7 +158,7 @@ func (c *Config) bridgeConfig() bridge.Config {
 
 func (c *Config) sinkConfig() sink.Config {
 	ktls, ksasl := c.kafkaSecurity()
-	return sink.Config{KafkaBrokers: c.Kafka.Brokers, KafkaTLS: ktls, KafkaSASL: ksasl, Group: c.Sink.Group, BatchRows: c.Sink.BatchRows,
+	return sink.Config{KafkaBrokers: c.Kafka.Brokers, KafkaTLS: ktls, KafkaSASL: ksasl, TopicPrefix: c.Kafka.TopicPrefix, Group: c.Sink.Group, BatchRows: c.Sink.BatchRows,
 		Linger: c.Sink.Linger, Limits: c.limits(), DeadLetterPayload: c.DeadLetter.MaxPayloadBytes}
 }
 
