@@ -20,7 +20,10 @@ type PostgresServer struct {
 	Dir  string // cluster root: data/ and the log
 	Port int
 
-	bin string // directory of initdb and postgres
+	bin   string   // directory of initdb and postgres
+	extra []string // settings beyond PostgresSettings
+	uid   int      // the server's user, owner of its files
+	gid   int
 	serverProc
 }
 
@@ -39,6 +42,43 @@ var PostgresSettings = []string{
 
 // StartPostgres makes a cluster in dir (which must be empty or not exist) and starts it.
 func StartPostgres(dir string) (*PostgresServer, error) {
+	s, err := initPostgres(dir)
+	if err != nil {
+		return nil, err
+	}
+	return s, s.Start()
+}
+
+// StartPostgresTLS makes a cluster in dir that also accepts TLS, with a server
+// certificate (for 127.0.0.1 and localhost) of a throwaway authority in dir/pki.
+func StartPostgresTLS(dir string) (*PostgresServer, *PKI, error) {
+	s, err := initPostgres(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	pki, err := NewPKI(filepath.Join(dir, "pki"))
+	if err != nil {
+		return nil, nil, err
+	}
+	// The server reads its key only if it owns it and no one else may read it.
+	for _, f := range []string{pki.ServerCert, pki.ServerKey} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, nil, err
+		}
+		dst := filepath.Join(s.dataDir(), filepath.Base(f))
+		if err := os.WriteFile(dst, b, 0o600); err != nil {
+			return nil, nil, err
+		}
+		if err := os.Chown(dst, s.uid, s.gid); err != nil && os.Geteuid() == 0 {
+			return nil, nil, err
+		}
+	}
+	s.extra = []string{"ssl=on", "ssl_cert_file=" + filepath.Base(pki.ServerCert), "ssl_key_file=" + filepath.Base(pki.ServerKey)}
+	return s, pki, s.Start()
+}
+
+func initPostgres(dir string) (*PostgresServer, error) {
 	initdb, err := findProgram("initdb", "/usr/lib/postgresql/*/bin/initdb")
 	if err != nil {
 		return nil, err
@@ -61,7 +101,8 @@ func StartPostgres(dir string) (*PostgresServer, error) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("initdb: %v\n%s", err, out)
 	}
-	return s, s.Start()
+	s.uid, s.gid = uid, gid
+	return s, nil
 }
 
 func (s *PostgresServer) dataDir() string { return filepath.Join(s.Dir, "data") }
@@ -93,7 +134,7 @@ func (s *PostgresServer) Start() error {
 
 func (s *PostgresServer) startOnce() error {
 	args := []string{"-D", s.dataDir(), "-p", strconv.Itoa(s.Port), "-k", s.Dir}
-	for _, kv := range PostgresSettings {
+	for _, kv := range append(append([]string{}, PostgresSettings...), s.extra...) {
 		args = append(args, "-c", kv)
 	}
 	log, err := os.OpenFile(filepath.Join(s.Dir, "postgres.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)

@@ -5,10 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
 
 	"takt.dev/schemas"
@@ -244,5 +248,37 @@ func TestProxyCut(t *testing.T) {
 	p.Restore()
 	if err := echo(); err != nil {
 		t.Fatalf("after restore: %v", err)
+	}
+}
+
+// A cluster with TLS: sslmode=verify-full against its authority connects over TLS;
+// against another authority it is refused.
+func TestPostgresTLS(t *testing.T) {
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755) // the server runs as user postgres, which must reach its directory
+	os.Chmod(filepath.Dir(dir), 0o755)
+	pg, pki, err := testkit.StartPostgresTLS(filepath.Join(dir, "pg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg.Close() })
+	url := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=verify-full&sslrootcert=%s", pg.Port, pki.CA)
+	c, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var ssl bool
+	if err := c.QueryRow(context.Background(), `SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()`).Scan(&ssl); err != nil || !ssl {
+		t.Fatalf("connection over TLS: %v %v", ssl, err)
+	}
+	other, err := testkit.NewPKI(filepath.Join(t.TempDir(), "other"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(url, pki.CA, other.CA, 1)
+	if c2, err := pgx.Connect(context.Background(), bad); err == nil {
+		c2.Close(context.Background())
+		t.Fatal("verify-full accepted a server certificate of another authority")
 	}
 }
