@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -648,5 +649,69 @@ func TestGuessingTokensIsThrottledAndHeadersAreSet(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 503 || strings.TrimSpace(string(body)) != "database unreachable" {
 		t.Fatalf("/readyz with the database away: %d %q", resp.StatusCode, body)
+	}
+}
+
+// The API as a login role of takt_api (migration 00018), not the tables' owner:
+// every call works, and the role cannot bypass row-level security: with no tenant
+// set it sees no row, as itself or as takt_app, and it cannot switch RLS off.
+func TestAsTheLeastPrivilegeRole(t *testing.T) {
+	owner := fixture(t)
+	ctx := context.Background()
+	login := fmt.Sprintf("takt_api_test_%d", time.Now().UnixNano())
+	if _, err := owner.Exec(ctx, `CREATE ROLE `+login+` LOGIN IN ROLE takt_api`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { owner.Exec(context.Background(), `DROP ROLE IF EXISTS `+login) })
+	cfg := owner.Config().Copy()
+	cfg.ConnConfig.User = login
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	_, ts := newServer(t, pool)
+	var list struct{ Equipment []map[string]any }
+	for _, c := range []struct {
+		method, token, path, body string
+		want                      int
+	}{
+		{"GET", "tok-a", "/api/v1/equipment", "", 200},
+		{"GET", "tok-b", "/api/v1/equipment/capper-1", "", 404}, // tenant a's
+		{"POST", "tok-a", "/api/v1/sites", `{"code":"oslo","name":"Oslo","time_zone":"Europe/Oslo"}`, 201},
+		{"PATCH", "tok-a", "/api/v1/equipment/filler-1", `{"ideal_cycle_time_s": 0.8}`, 200},
+		{"GET", "tok-a", "/api/v1/tokens", "", 200},
+		{"DELETE", "tok-a", "/api/v1/tokens/3", "", 200},
+		{"GET", "tok-read", "/api/v1/equipment", "", 401},
+	} {
+		if code := call(t, ts, c.method, c.token, c.path, c.body, nil); code != c.want {
+			t.Fatalf("%s %s as the API's role: %d, want %d", c.method, c.path, code, c.want)
+		}
+	}
+	if code := call(t, ts, "GET", "tok-a", "/api/v1/equipment", "", &list); code != 200 || len(list.Equipment) != 2 {
+		t.Fatalf("tenant a's equipment: %d %v", code, list)
+	}
+	// Row-level security holds for the role itself, whatever it sets: no tenant,
+	// nothing; takt_app without a tenant, nothing. (The owner sees all 3.)
+	var byItself, asApp int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM equipment`).Scan(&byItself); err != nil || byItself != 0 {
+		t.Fatalf("the API's role reading equipment with no tenant set: %d rows (%v), want none", byItself, err)
+	}
+	err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SET LOCAL ROLE takt_app`); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `SELECT count(*) FROM equipment`).Scan(&asApp)
+	})
+	if err != nil || asApp != 0 {
+		t.Fatalf("as takt_app with no tenant set: %d rows (%v), want none", asApp, err)
+	}
+	if _, err := pool.Exec(ctx, `ALTER TABLE equipment DISABLE ROW LEVEL SECURITY`); err == nil {
+		t.Fatal("the API's role could switch row-level security off")
+	}
+	var audited int
+	owner.QueryRow(ctx, `SELECT count(*) FROM audit_log WHERE entity IN ('site', 'equipment', 'api_token')`).Scan(&audited)
+	if audited != 3 {
+		t.Fatalf("%d audit entries, want 3 (site, equipment, token)", audited)
 	}
 }

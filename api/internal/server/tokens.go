@@ -50,6 +50,11 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
 	}
 	var tok Token
 	err = pgx.BeginTxFunc(r.Context(), s.d.Primary, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		// The tenant set for the audit log's row-level security (the API's role
+		// writes it as itself here: takt_app cannot touch api_token).
+		if _, err := tx.Exec(r.Context(), `SELECT set_config('app.tenant', $1, true)`, p.tenant); err != nil {
+			return err
+		}
 		err := tx.QueryRow(r.Context(), `UPDATE api_token SET revoked_at = coalesce(revoked_at, now()) WHERE tenant_id = $1 AND id = $2
 			RETURNING id, name, scope, created_at, created_by, expires_at, revoked_at`, p.tenant, id).
 			Scan(&tok.ID, &tok.Name, &tok.Scope, &tok.CreatedAt, &tok.CreatedBy, &tok.ExpiresAt, &tok.RevokedAt)
