@@ -15,7 +15,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -33,6 +32,7 @@ import (
 	"takt.dev/aggregator/internal/service"
 	"takt.dev/plant/store"
 	"takt.dev/servicekit"
+	"takt.dev/servicekit/buildinfo"
 	"takt.dev/servicekit/kafkalink"
 )
 
@@ -94,6 +94,10 @@ func load(file string, getenv func(string) string) (*Config, error) {
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version" || args[0] == "version") {
+		fmt.Fprintln(stdout, servicekit.VersionLine("takt-aggregator"))
+		return nil
+	}
 	fs := flag.NewFlagSet("takt-aggregator", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	file := fs.String("c", "", "configuration file (YAML)")
@@ -114,14 +118,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stdout, "configuration is valid")
 		return nil
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log, err := servicekit.Logger(getenv, stderr)
+	if err != nil {
+		return err
+	}
 	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return fmt.Errorf("database_url: %w", err)
 	}
 	defer pool.Close()
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector("takt-aggregator"))
 	ktls, ksasl, _ := cfg.Kafka.Parts() // checked by load
 	svc, err := service.New(service.Config{KafkaBrokers: cfg.Kafka.Brokers, KafkaTLS: ktls, KafkaSASL: ksasl, TopicPrefix: cfg.Kafka.TopicPrefix,
 		Group: cfg.Kafka.Group, BatchRecords: cfg.BatchRecords,

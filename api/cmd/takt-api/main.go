@@ -20,7 +20,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -38,6 +37,7 @@ import (
 	"takt.dev/api/internal/server"
 	"takt.dev/schemas"
 	"takt.dev/servicekit"
+	"takt.dev/servicekit/buildinfo"
 )
 
 func main() {
@@ -109,6 +109,10 @@ func NewToken() (token string, hash []byte) {
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version" || args[0] == "version") {
+		fmt.Fprintln(stdout, servicekit.VersionLine("takt-api"))
+		return nil
+	}
 	fs := flag.NewFlagSet("takt-api", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	file := fs.String("c", "", "configuration file (YAML)")
@@ -135,7 +139,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	default:
 		return fmt.Errorf("unknown command %q (want serve, token create|list|revoke, tenant create|list or validate)", cmd)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log, err := servicekit.Logger(getenv, stderr)
+	if err != nil {
+		return err
+	}
 	primary, err := pgxpool.New(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return fmt.Errorf("database_url: %w", err)
@@ -151,7 +158,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		replicas = append(replicas, p)
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector("takt-api"))
 	h := server.New(server.Deps{Primary: primary, Replicas: replicas, Log: log, Registry: reg, TokenCache: cfg.TokenCache})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {

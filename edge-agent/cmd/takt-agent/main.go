@@ -12,13 +12,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"takt.dev/edge-agent/internal/agent"
 	"takt.dev/edge-agent/internal/config"
+	"takt.dev/servicekit"
 )
 
 func main() { main0(os.Args[1:]) }
@@ -36,6 +36,10 @@ const usage = "usage: takt-agent run|validate -c FILE"
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version" || args[0] == "version") {
+		fmt.Fprintln(stdout, servicekit.VersionLine("takt-agent"))
+		return nil
+	}
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, usage)
 		return errors.New("no command given")
@@ -67,6 +71,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%s is valid: agent %s, %d equipment, %d tags\n", *file, cfg.Agent.ID, len(cfg.Equipment), tags)
 		return nil
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log, err := servicekit.Logger(os.Getenv, stderr)
+	if err != nil {
+		return err
+	}
 	return agent.Run(ctx, cfg, agent.Options{Log: log})
 }

@@ -28,6 +28,7 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
@@ -37,6 +38,7 @@ import (
 	"takt.dev/edge-agent/internal/source"
 	"takt.dev/schemas"
 	"takt.dev/servicekit"
+	"takt.dev/servicekit/buildinfo"
 )
 
 // Options are what Run needs besides the configuration.
@@ -56,6 +58,10 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	}
 	if opt.Registry == nil {
 		opt.Registry = prometheus.NewRegistry()
+		// The process's own figures (memory, CPU, file descriptors, goroutines) and
+		// which build runs, for a fleet of gateways.
+		opt.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+			buildinfo.Collector("takt-agent"))
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now

@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -37,6 +36,7 @@ import (
 	"takt.dev/ingest/sink"
 	"takt.dev/schemas"
 	"takt.dev/servicekit"
+	"takt.dev/servicekit/buildinfo"
 	"takt.dev/servicekit/kafkalink"
 )
 
@@ -165,6 +165,10 @@ func (c *Config) sinkConfig() sink.Config {
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version" || args[0] == "version") {
+		fmt.Fprintln(stdout, servicekit.VersionLine("takt-ingest"))
+		return nil
+	}
 	fs := flagSet(stderr)
 	file := fs.String("c", "", "configuration file (YAML)")
 	if err := fs.Parse(args); err != nil {
@@ -195,9 +199,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stderr, usage)
 		return fmt.Errorf("unknown command %q", mode)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log, err := servicekit.Logger(getenv, stderr)
+	if err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector("takt-ingest"))
 
 	var b *bridge.Bridge
 	var s *sink.Sink
