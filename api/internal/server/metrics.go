@@ -3,6 +3,7 @@ package server
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,7 +11,7 @@ import (
 
 type metrics struct {
 	requests  *prometheus.CounterVec
-	latency   prometheus.Histogram
+	latency   *prometheus.HistogramVec
 	fallbacks prometheus.Counter
 
 	authFailures, authThrottled prometheus.Counter
@@ -18,9 +19,10 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "takt_api_requests_total", Help: "HTTP requests by status code."}, []string{"code"}),
-		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "takt_api_request_seconds", Help: "HTTP request latency.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "takt_api_requests_total",
+			Help: "HTTP requests by method, route (the pattern that served it) and status code."}, []string{"method", "route", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "takt_api_request_seconds", Help: "HTTP request latency by method and route.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"method", "route"}),
 		fallbacks: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_api_replica_fallbacks_total", Help: "Reads sent to the primary because a replica failed."}),
 	}
 	m.authFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_api_auth_failures_total",
@@ -43,7 +45,21 @@ func (m *metrics) instrument(next http.Handler) http.Handler {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(sw, r)
-		m.requests.WithLabelValues(strconv.Itoa(sw.code)).Inc()
-		m.latency.Observe(time.Since(start).Seconds())
+		// The route is the pattern the mux chose (a bounded set), never the path.
+		route := r.Pattern
+		if _, path, ok := strings.Cut(route, " "); ok {
+			route = path
+		}
+		if route == "" {
+			route = "unmatched"
+		}
+		method := r.Method
+		switch method {
+		case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPatch, http.MethodPut, http.MethodDelete, http.MethodOptions:
+		default:
+			method = "other"
+		}
+		m.requests.WithLabelValues(method, route, strconv.Itoa(sw.code)).Inc()
+		m.latency.WithLabelValues(method, route).Observe(time.Since(start).Seconds())
 	})
 }

@@ -104,6 +104,8 @@ func secure(timeout time.Duration, h http.Handler) http.Handler {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		defer cancel()
-		h.ServeHTTP(w, r.WithContext(ctx))
+		r2 := r.WithContext(ctx)
+		h.ServeHTTP(w, r2)
+		r.Pattern = r2.Pattern // for the metrics around this
 	})
 }

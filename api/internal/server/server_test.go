@@ -715,3 +715,32 @@ func TestAsTheLeastPrivilegeRole(t *testing.T) {
 		t.Fatalf("%d audit entries, want 3 (site, equipment, token)", audited)
 	}
 }
+
+// API metrics carry the method and the route (the pattern, never the raw path).
+func TestMetricsByRoute(t *testing.T) {
+	pool := fixture(t)
+	s, ts := newServer(t, pool)
+	call(t, ts, "GET", "tok-a", "/api/v1/equipment/filler-1", "", nil)
+	call(t, ts, "GET", "tok-a", "/api/v1/equipment/capper-1", "", nil)
+	call(t, ts, "GET", "tok-a", "/nowhere/at/all", "", nil)
+	mfs, err := s.d.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "takt_api_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, p := range m.GetLabel() {
+				l[p.GetName()] = p.GetValue()
+			}
+			got[l["method"]+" "+l["route"]+" "+l["code"]] += m.GetCounter().GetValue()
+		}
+	}
+	if got["GET /api/v1/equipment/{code} 200"] != 2 || got["GET unmatched 404"] != 1 {
+		t.Fatalf("takt_api_requests_total: %v", got)
+	}
+}
