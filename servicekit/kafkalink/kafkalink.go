@@ -115,9 +115,6 @@ func (l Link) Dialer() (*kafka.Dialer, error) {
 	return &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: tc, SASLMechanism: m}, nil
 }
 
-// Plain is a link to brokers without TLS or SASL (tests, the demo).
-func Plain(brokers ...string) Link { return Link{Brokers: brokers} }
-
 // Parts returns the TLS configuration and the SASL mechanism, each nil when off,
 // for code that builds its own kafka-go dialers and transports.
 func (l Link) Parts() (*tls.Config, sasl.Mechanism, error) {

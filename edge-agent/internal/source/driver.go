@@ -2,7 +2,6 @@ package source
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -154,10 +153,6 @@ func Keys() []string {
 	sort.Strings(keys)
 	return keys
 }
-
-// ErrNoDrivers is what a configuration names when no driver is registered (a
-// program that forgot to import internal/drivers).
-var ErrNoDrivers = errors.New("no source drivers registered")
 
 // Options is what a driver's option type (C) offers through its pointer: the
 // source's name and tags, its defaults (env holds what they may depend on), and its
