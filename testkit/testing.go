@@ -269,3 +269,23 @@ func Kafka(t testing.TB, opts ...KafkaOptions) *KafkaServer {
 	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
+
+// PostgresTLS starts a cluster for t alone that accepts TLS (StartPostgresTLS) and
+// returns a URL of its postgres database with sslmode=verify-full against its
+// authority, and the authority.
+func PostgresTLS(t testing.TB) (url string, pki *PKI) {
+	t.Helper()
+	dir := t.TempDir()
+	// The server runs as user postgres, which must reach its directory.
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pg, pki, err := StartPostgresTLS(filepath.Join(dir, "pg"))
+	if err != nil {
+		t.Fatalf("testkit: postgres with TLS: %v", err)
+	}
+	t.Cleanup(func() { _ = pg.Close() })
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=verify-full&sslrootcert=%s", pg.Port, pki.CA), pki
+}

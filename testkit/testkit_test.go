@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -254,15 +253,7 @@ func TestProxyCut(t *testing.T) {
 // A cluster with TLS: sslmode=verify-full against its authority connects over TLS;
 // against another authority it is refused.
 func TestPostgresTLS(t *testing.T) {
-	dir := t.TempDir()
-	os.Chmod(dir, 0o755) // the server runs as user postgres, which must reach its directory
-	os.Chmod(filepath.Dir(dir), 0o755)
-	pg, pki, err := testkit.StartPostgresTLS(filepath.Join(dir, "pg"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pg.Close() })
-	url := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=verify-full&sslrootcert=%s", pg.Port, pki.CA)
+	url, pki := testkit.PostgresTLS(t)
 	c, err := pgx.Connect(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)

@@ -1,16 +1,11 @@
 package service
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
-	"takt.dev/plant/store"
 	"takt.dev/schemas"
 	"takt.dev/servicekit/kafkalink"
 	"takt.dev/testkit"
@@ -35,23 +30,8 @@ func TestConsumesOverTLSAndSASL(t *testing.T) {
 	transport, _ := link.Transport()
 	w := &kafka.Writer{Addr: kafka.TCP(k.Brokers()...), Transport: transport, Topic: schemas.KafkaEvents, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll}
 	defer w.Close()
-	var msgs []kafka.Message
-	for _, e := range envs {
-		b, _ := schemas.Encode(e)
-		msgs = append(msgs, kafka.Message{Key: e.Path().Key(), Value: b})
-	}
-	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
-		t.Fatal(err)
-	}
-	svc, err := New(Config{KafkaBrokers: k.Brokers(), KafkaTLS: ktls, KafkaSASL: ksasl, Group: "agg", RecomputeEvery: 100 * time.Millisecond, Linger: 50 * time.Millisecond},
-		&store.Store{Pool: pool}, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), func() time.Time { return h8.Add(48 * time.Hour) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	produceWith(t, w, envs)
+	runConfig(t, pool, Config{KafkaBrokers: k.Brokers(), KafkaTLS: ktls, KafkaSASL: ksasl, Group: "agg"})
 	window(t, pool, "hour", h8, func(r row) bool { return r.total == 2990 })
 }
 
@@ -68,22 +48,7 @@ func TestTopicPrefix(t *testing.T) {
 	envs := script(h8, h8.Add(time.Hour), h8.Add(20*time.Minute), h8.Add(30*time.Minute), &seq)
 	w := &kafka.Writer{Addr: kafka.TCP(k.Brokers()...), Topic: "staging." + schemas.KafkaEvents, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
 	defer w.Close()
-	var msgs []kafka.Message
-	for _, e := range envs {
-		b, _ := schemas.Encode(e)
-		msgs = append(msgs, kafka.Message{Key: e.Path().Key(), Value: b})
-	}
-	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
-		t.Fatal(err)
-	}
-	svc, err := New(Config{KafkaBrokers: k.Brokers(), TopicPrefix: "staging.", Group: "agg", RecomputeEvery: 100 * time.Millisecond, Linger: 50 * time.Millisecond},
-		&store.Store{Pool: pool}, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), func() time.Time { return h8.Add(48 * time.Hour) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	produceWith(t, w, envs)
+	runConfig(t, pool, Config{KafkaBrokers: k.Brokers(), TopicPrefix: "staging.", Group: "agg"})
 	window(t, pool, "hour", h8, func(r row) bool { return r.total == 2990 })
 }

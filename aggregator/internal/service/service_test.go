@@ -62,6 +62,12 @@ func produce(t *testing.T, brokers []string, envs []*schemas.Envelope) {
 	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: schemas.KafkaEvents, Balancer: &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll, BatchTimeout: 2 * time.Millisecond}
 	defer w.Close()
+	produceWith(t, w, envs)
+}
+
+// produceWith writes envs, keyed by equipment, with w (its topic, its transport).
+func produceWith(t *testing.T, w *kafka.Writer, envs []*schemas.Envelope) {
+	t.Helper()
 	var msgs []kafka.Message
 	for _, e := range envs {
 		b, err := schemas.Encode(e)
@@ -92,9 +98,16 @@ SELECT tenant_id, id, 'filler-1', 'Filler', 1.0, 120 FROM w`)
 
 func run(t *testing.T, pool *pgxpool.Pool, brokers []string, group string) context.CancelFunc {
 	t.Helper()
-	st := &store.Store{Pool: pool}
-	svc, err := New(Config{KafkaBrokers: brokers, Group: group, RecomputeEvery: 100 * time.Millisecond, Linger: 50 * time.Millisecond},
-		st, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), func() time.Time { return h8.Add(48 * time.Hour) })
+	return runConfig(t, pool, Config{KafkaBrokers: brokers, Group: group})
+}
+
+// runConfig runs the service with cfg (fast recomputation and linger added) until
+// the returned stop or the test's end.
+func runConfig(t *testing.T, pool *pgxpool.Pool, cfg Config) context.CancelFunc {
+	t.Helper()
+	cfg.RecomputeEvery, cfg.Linger = 100*time.Millisecond, 50*time.Millisecond
+	svc, err := New(cfg, &store.Store{Pool: pool}, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(),
+		func() time.Time { return h8.Add(48 * time.Hour) })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -159,20 +157,12 @@ func TestAuditChainBackfill(t *testing.T) {
 // DATABASE_URL with sslmode=verify-full: the migrations run over TLS against the
 // cluster's authority, and are refused against another.
 func TestVerifyFullTLS(t *testing.T) {
-	dir := t.TempDir()
-	os.Chmod(dir, 0o755) // the server runs as user postgres, which must reach its directory
-	os.Chmod(filepath.Dir(dir), 0o755)
-	pg, pki, err := testkit.StartPostgresTLS(filepath.Join(dir, "pg"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pg.Close() })
-	url := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=verify-full&sslrootcert=%s", pg.Port, pki.CA)
+	url, pki := testkit.PostgresTLS(t)
 	var out bytes.Buffer
 	if err := run(context.Background(), []string{"-database", url, "up"}, func(string) string { return "" }, &out, &bytes.Buffer{}); err != nil || !strings.Contains(out.String(), "applied") {
 		t.Fatalf("up over verify-full TLS: %v\n%s", err, out.String())
 	}
-	other, err := testkit.NewPKI(filepath.Join(dir, "other"))
+	other, err := testkit.NewPKI(filepath.Join(t.TempDir(), "other"))
 	if err != nil {
 		t.Fatal(err)
 	}
