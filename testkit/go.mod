@@ -11,9 +11,11 @@ require (
 	takt.dev/migrations v0.0.0
 	takt.dev/plant v0.0.0-00010101000000-000000000000
 	takt.dev/schemas v0.0.0
+	takt.dev/servicekit v0.0.0
 )
 
 require (
+	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/gorilla/websocket v1.5.3 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
@@ -39,4 +41,5 @@ replace (
 	takt.dev/migrations => ../migrations
 	takt.dev/plant => ../plant
 	takt.dev/schemas => ../schemas
+	takt.dev/servicekit => ../servicekit
 )

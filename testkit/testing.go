@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"takt.dev/migrations"
+	"takt.dev/servicekit/pii"
 )
 
 // EnvDatabaseURL names a PostgreSQL server to use instead of a private cluster. The
@@ -288,4 +289,98 @@ func PostgresTLS(t testing.TB) (url string, pki *PKI) {
 	}
 	t.Cleanup(func() { _ = pg.Close() })
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=verify-full&sslrootcert=%s", pg.Port, pki.CA), pki
+}
+
+// LeastPrivilege is a database of its own for one test, migrated by an owner that is
+// not a superuser, with a login role for each service as migration 00019 describes:
+// no service is a superuser or the tables' owner.
+type LeastPrivilege struct {
+	Database          // URL: as the owner (for fixtures and the admin commands)
+	Ingest     string // URL as a login role of takt_ingest, with BYPASSRLS
+	Aggregator string // URL as a login role of takt_aggregator
+	API        string // URL as a login role of takt_api
+}
+
+// NewLeastPrivilegeDatabase creates the owner (NOSUPERUSER, CREATEROLE for the
+// migrations' group roles), its database, the migrations as the owner, and the
+// services' login roles, all dropped when the test ends. The server's role must be a
+// superuser: only a superuser can give the ingest role BYPASSRLS.
+func NewLeastPrivilegeDatabase(t testing.TB) *LeastPrivilege {
+	t.Helper()
+	shared.Lock()
+	admin := serverURL(t, "postgres")
+	shared.Unlock()
+	n := dbCounter.Add(1)
+	prefix := fmt.Sprintf("takt_lp_%d_%d", os.Getpid(), n)
+	owner, ingest, agg, api := prefix+"_owner", prefix+"_ingest", prefix+"_aggregator", prefix+"_api"
+	t.Cleanup(func() {
+		if err := execAdmin(admin, fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", prefix)); err != nil {
+			t.Logf("testkit: drop database %s: %v", prefix, err)
+		}
+		for _, r := range []string{api, agg, ingest, owner} {
+			execAdmin(admin, "DROP ROLE IF EXISTS "+r)
+		}
+	})
+	for _, sql := range []string{
+		fmt.Sprintf("CREATE ROLE %s LOGIN NOSUPERUSER CREATEROLE NOBYPASSRLS", owner),
+		fmt.Sprintf("CREATE DATABASE %s OWNER %s TEMPLATE template0", prefix, owner),
+	} {
+		if err := execAdmin(admin, sql); err != nil {
+			t.Fatalf("testkit: %s: %v", sql, err)
+		}
+	}
+	as := func(role string) string {
+		u, err := url.Parse(admin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.User = url.User(role)
+		u.Path = "/" + prefix
+		return u.String()
+	}
+	db, err := migrations.Open(as(owner))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	err = migrations.Up(ctx, db)
+	db.Close()
+	if err != nil {
+		t.Fatalf("testkit: migrations as the owner %s (not a superuser): %v", owner, err)
+	}
+	// The owner makes the logins it may; the ingest one needs a superuser (BYPASSRLS).
+	for _, c := range []struct{ url, sql string }{
+		{as(owner), fmt.Sprintf("CREATE ROLE %s LOGIN IN ROLE takt_aggregator", agg)},
+		{as(owner), fmt.Sprintf("CREATE ROLE %s LOGIN IN ROLE takt_api", api)},
+		{admin, fmt.Sprintf("CREATE ROLE %s LOGIN BYPASSRLS IN ROLE takt_ingest", ingest)},
+	} {
+		if err := execAdmin(c.url, c.sql); err != nil {
+			t.Fatalf("testkit: %s: %v", c.sql, err)
+		}
+	}
+	return &LeastPrivilege{Database: Database{Name: prefix, URL: as(owner)}, Ingest: as(ingest), Aggregator: as(agg), API: as(api)}
+}
+
+var piiKeys = sync.OnceValue(func() string {
+	idx, _ := pii.Keygen(pii.IndexID)
+	k1, _ := pii.Keygen("k1")
+	return idx + "," + k1
+})
+
+// PIIKeys is a throwaway key list for TAKT_PII_KEYS, the same for the whole test
+// process (servicekit/pii).
+func PIIKeys() string { return piiKeys() }
+
+// PIIKeyring is a keyring of PIIKeys.
+func PIIKeyring(t testing.TB) *pii.Keyring {
+	k, err := pii.Parse(PIIKeys())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := pii.New(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

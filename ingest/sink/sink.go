@@ -115,7 +115,8 @@ type Sink struct {
 	days   map[int64]bool // UTC days (Unix days) whose sample partition is known to exist
 }
 
-// New checks cfg and builds a sink writing through pool (as the tables' owner).
+// New checks cfg and builds a sink writing through pool, as a login role of
+// takt_ingest with BYPASSRLS, or the tables' owner (migration 00019).
 func New(cfg Config, pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Registerer) (*Sink, error) {
 	cfg = cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
@@ -138,6 +139,9 @@ func New(cfg Config, pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Regist
 // Run consumes until ctx is done, then commits what it holds and leaves the group.
 func (s *Sink) Run(ctx context.Context) error {
 	defer s.dlq.Close()
+	if err := s.checkRole(ctx); err != nil {
+		return err
+	}
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID: s.cfg.Group, Brokers: s.cfg.KafkaBrokers, Topics: []string{s.cfg.Topic}, Dialer: s.dialer(),
 		StartOffset: kafka.FirstOffset, WatchPartitionChanges: true,
@@ -551,6 +555,33 @@ func (s *Sink) ensurePartitions(ctx context.Context, batch []item) error {
 			s.days[d] = true
 			s.m.partitionsCreated.Add(float64(created))
 		}
+	}
+	return nil
+}
+
+// checkRole refuses to start as a role the sink's writes would fail for on every
+// batch: PostgreSQL refuses COPY into samples to a role row-level security applies
+// to, and a role without the grants of takt_ingest. When the database cannot be
+// reached yet, the sink starts and retries as for any transient error.
+func (s *Sink) checkRole(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var role string
+	var rls, insert, partitions bool
+	err := s.pool.QueryRow(ctx, `SELECT current_user, row_security_active('samples'), has_table_privilege('samples', 'INSERT'),
+		has_function_privilege('takt_ensure_sample_partitions(date, integer)', 'EXECUTE')`).Scan(&role, &rls, &insert, &partitions)
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr):
+		return fmt.Errorf("sink: checking the database role's privileges: %w (are the migrations applied? takt-migrate up)", err)
+	case err != nil:
+		s.log.Warn("could not check the database role's privileges; the database is not reachable yet", "err", err)
+		return nil
+	case rls:
+		return fmt.Errorf("sink: database role %q is subject to row-level security on samples, and PostgreSQL refuses COPY to such a role: "+
+			"log in as a role with BYPASSRLS that is a member of takt_ingest (CREATE ROLE ... LOGIN BYPASSRLS IN ROLE takt_ingest; see docs/security.md)", role)
+	case !insert || !partitions:
+		return fmt.Errorf("sink: database role %q may not insert into samples or create its partitions: make it a member of takt_ingest (GRANT takt_ingest TO %s)", role, role)
 	}
 	return nil
 }

@@ -410,3 +410,46 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// The sink as a login role of takt_ingest (migration 00019): with BYPASSRLS it
+// writes; without, PostgreSQL would refuse every COPY into samples, so the sink
+// refuses to start and says what the role lacks; a role outside takt_ingest too.
+func TestSinkRole(t *testing.T) {
+	db := testkit.NewDatabase(t)
+	owner := db.Pool(t)
+	k := testkit.Kafka(t)
+	ctx := context.Background()
+	as := func(attrs string) *pgxpool.Pool {
+		login := fmt.Sprintf("takt_sink_test_%d", time.Now().UnixNano())
+		if _, err := owner.Exec(ctx, `CREATE ROLE `+login+` LOGIN `+attrs); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { owner.Exec(context.Background(), `DROP ROLE IF EXISTS `+login) })
+		cfg := owner.Config().Copy()
+		cfg.ConnConfig.User = login
+		pool, err := pgxpool.NewWithConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(pool.Close)
+		return pool
+	}
+	for _, c := range []struct{ attrs, want string }{
+		{"IN ROLE takt_ingest", "subject to row-level security on samples"},
+		{"BYPASSRLS", "make it a member of takt_ingest"},
+	} {
+		r := start2(t, as(c.attrs), k.Brokers(), sink.Config{})
+		select {
+		case err := <-r.done:
+			r.cancel = nil
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("sink as a role %s: %v, want an error saying %q", c.attrs, err, c.want)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("sink as a role %s kept running; want it refused", c.attrs)
+		}
+	}
+	start(t, as("BYPASSRLS IN ROLE takt_ingest"), k.Brokers(), sink.Config{})
+	produce(t, k.Brokers(), envelopes(t, "gw-role", 4, 5)...)
+	waitRows(t, owner, 20)
+}

@@ -270,26 +270,32 @@ type MaintenanceEvent struct {
 	Start       time.Time  `json:"start"`
 	End         *time.Time `json:"end"`
 	Description string     `json:"description"`
-	Technician  *string    `json:"technician"`
+	Technician  *string    `json:"technician"` // sealed (servicekit/pii) in the database
+
+	// TechnicianHash is the technician's lookup hash (pii.Keyring.Hash), written
+	// with it and never shown.
+	TechnicianHash []byte `json:"-" db:"-"`
 }
 
 // AddMaintenance records a maintenance event.
 func AddMaintenance(ctx context.Context, q Querier, tenant, equipment string, m MaintenanceEvent) (int64, error) {
 	var id int64
-	err := q.QueryRow(ctx, `INSERT INTO maintenance_event (tenant_id, equipment_id, kind, start_time, end_time, description, technician)
-		SELECT $1, id, $3, $4, $5, $6, $7 FROM equipment WHERE code = $2 RETURNING id`,
-		tenant, equipment, m.Kind, m.Start, m.End, m.Description, m.Technician).Scan(&id)
+	err := q.QueryRow(ctx, `INSERT INTO maintenance_event (tenant_id, equipment_id, kind, start_time, end_time, description, technician, technician_hash)
+		SELECT $1, id, $3, $4, $5, $6, $7, $8 FROM equipment WHERE code = $2 RETURNING id`,
+		tenant, equipment, m.Kind, m.Start, m.End, m.Description, m.Technician, m.TechnicianHash).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, fmt.Errorf("%w: equipment %q", ErrNotFound, equipment)
 	}
 	return id, err
 }
 
-// Maintenance lists an equipment's maintenance events starting in [from, to).
-func Maintenance(ctx context.Context, q Querier, equipment string, from, to time.Time) ([]MaintenanceEvent, error) {
+// Maintenance lists an equipment's maintenance events starting in [from, to), of
+// the technician whose lookup hash is technicianHash when it is not nil.
+func Maintenance(ctx context.Context, q Querier, equipment string, from, to time.Time, technicianHash []byte) ([]MaintenanceEvent, error) {
 	rows, err := q.Query(ctx, `SELECT m.id, m.kind, m.start_time, m.end_time, m.description, m.technician
 		FROM maintenance_event m JOIN equipment e ON e.id = m.equipment_id
-		WHERE e.code = $1 AND m.start_time >= $2 AND m.start_time < $3 ORDER BY m.start_time`, equipment, from, to)
+		WHERE e.code = $1 AND m.start_time >= $2 AND m.start_time < $3 AND ($4::bytea IS NULL OR m.technician_hash = $4)
+		ORDER BY m.start_time`, equipment, from, to, technicianHash)
 	if err != nil {
 		return nil, err
 	}
@@ -374,7 +380,7 @@ func ChangeMaintenance(ctx context.Context, q Querier, equipment string, id int6
 		_, err = q.Exec(ctx, `DELETE FROM maintenance_event WHERE id = $1`, id)
 		return before, err
 	}
-	_, err = q.Exec(ctx, `UPDATE maintenance_event SET kind = $2, start_time = $3, end_time = $4, description = $5, technician = $6 WHERE id = $1`,
-		id, m.Kind, m.Start, m.End, m.Description, m.Technician)
+	_, err = q.Exec(ctx, `UPDATE maintenance_event SET kind = $2, start_time = $3, end_time = $4, description = $5, technician = $6,
+		technician_hash = $7 WHERE id = $1`, id, m.Kind, m.Start, m.End, m.Description, m.Technician, m.TechnicianHash)
 	return before, err
 }

@@ -45,7 +45,8 @@ type Querier interface {
 // (the state holds until the next observation, however far).
 const MaxCarryDays = 400
 
-// Store reads and writes the plant's OEE tables as their owner.
+// Store reads and writes the plant's OEE tables, as a login role of takt_aggregator
+// or their owner (migration 00019).
 type Store struct {
 	Pool *pgxpool.Pool
 
@@ -59,6 +60,27 @@ type Store struct {
 	// OnAnomaly is called once per computed equipment-day and anomaly its windows
 	// carry (AnomalyGoodAboveTotal, ...); nil ignores them.
 	OnAnomaly func(anomaly string)
+}
+
+// CheckRole returns an error naming what is missing when the store's role could not
+// do the aggregator's work on any day (a refusal that no retry would cure). It
+// returns nil when the role can, and when the database cannot be reached: the
+// caller's retries then handle that as any transient error.
+func (s *Store) CheckRole(ctx context.Context) error {
+	var role string
+	var ok bool
+	err := s.Pool.QueryRow(ctx, `SELECT current_user, has_table_privilege('state_observation', 'INSERT')
+		AND has_table_privilege('oee_window', 'INSERT, DELETE') AND has_table_privilege('oee_dirty', 'UPDATE, DELETE')
+		AND has_table_privilege('equipment', 'SELECT') AND (NOT row_security_active('oee_dirty')
+		OR pg_has_role('takt_aggregator', 'USAGE'))`).Scan(&role, &ok)
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr):
+		return fmt.Errorf("checking the database role's privileges: %w (are the migrations applied? takt-migrate up)", err)
+	case err == nil && !ok:
+		return fmt.Errorf("database role %q lacks the aggregator's privileges: make it a member of takt_aggregator (GRANT takt_aggregator TO %s; see docs/security.md)", role, role)
+	}
+	return nil
 }
 
 func (s *Store) now() time.Time {

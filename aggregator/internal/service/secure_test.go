@@ -1,11 +1,19 @@
 package service
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"takt.dev/plant/store"
 	"takt.dev/schemas"
 	"takt.dev/servicekit/kafkalink"
 	"takt.dev/testkit"
@@ -51,4 +59,42 @@ func TestTopicPrefix(t *testing.T) {
 	produceWith(t, w, envs)
 	runConfig(t, pool, Config{KafkaBrokers: k.Brokers(), TopicPrefix: "staging.", Group: "agg"})
 	window(t, pool, "hour", h8, func(r row) bool { return r.total == 2990 })
+}
+
+// A login role outside takt_aggregator could not write a single window: the
+// aggregator refuses to start and names the group role; as a member (no BYPASSRLS,
+// no ownership: migration 00019's policy admits every tenant) it computes.
+func TestAggregatorRole(t *testing.T) {
+	k := testkit.Kafka(t)
+	owner := testkit.NewDatabase(t).Pool(t)
+	register(t, owner)
+	ctx := context.Background()
+	as := func(attrs string) *pgxpool.Pool {
+		login := fmt.Sprintf("takt_agg_test_%d", time.Now().UnixNano())
+		if _, err := owner.Exec(ctx, `CREATE ROLE `+login+` LOGIN `+attrs); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { owner.Exec(context.Background(), `DROP ROLE IF EXISTS `+login) })
+		cfg := owner.Config().Copy()
+		cfg.ConnConfig.User = login
+		pool, err := pgxpool.NewWithConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(pool.Close)
+		return pool
+	}
+	svc, err := New(Config{KafkaBrokers: k.Brokers()}, &store.Store{Pool: as("IN ROLE takt_app")}, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := svc.Run(rctx); err == nil || !strings.Contains(err.Error(), "make it a member of takt_aggregator") {
+		t.Fatalf("aggregator as a role outside takt_aggregator: %v, want a refusal naming takt_aggregator", err)
+	}
+	var seq uint64
+	produce(t, k.Brokers(), script(h8, h8.Add(time.Hour), h8.Add(20*time.Minute), h8.Add(30*time.Minute), &seq))
+	runConfig(t, as("IN ROLE takt_aggregator"), Config{KafkaBrokers: k.Brokers(), Group: "agg"})
+	window(t, owner, "hour", h8, func(r row) bool { return r.total == 2990 })
 }

@@ -15,6 +15,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -86,6 +87,12 @@ func New(cfg Config, st *store.Store, log *slog.Logger, reg prometheus.Registere
 
 // Run consumes and recomputes until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if err := s.store.CheckRole(cctx); err != nil {
+		cancel()
+		return fmt.Errorf("aggregator: %w", err)
+	}
+	cancel()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.consume(gctx) })
 	g.Go(func() error { return s.recompute(gctx) })

@@ -5,16 +5,21 @@
 //	takt-api [-c FILE] token create -tenant acme -name dashboard [-scope read|manage|admin] [-expires 8760h]
 //	takt-api [-c FILE] token list|revoke -tenant acme [-id ID]
 //	takt-api [-c FILE] tenant create -id acme -name "Acme" | tenant list
+//	takt-api [-c FILE] pii status | pii rotate [-batch 500]
+//	takt-api pii keygen [-id k1] [-index]
 //	takt-api [-c FILE] validate
 //
 // Configuration: a YAML file (see example.yaml) and the environment: DATABASE_URL,
 // TAKT_READ_REPLICA_URLS (comma-separated) and TAKT_HTTP_ADDR override the file.
+// The keys that seal personal data come from TAKT_PII_KEYS or TAKT_PII_KEYS_FILE
+// only (servicekit/pii), never from the file.
 package main
 
 import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"flag"
@@ -38,6 +43,7 @@ import (
 	"takt.dev/schemas"
 	"takt.dev/servicekit"
 	"takt.dev/servicekit/buildinfo"
+	"takt.dev/servicekit/pii"
 )
 
 func main() {
@@ -55,6 +61,10 @@ type Config struct {
 	// TokenCache is how long a server trusts a token it looked up: a revocation
 	// takes effect on other servers within it. Default 10s.
 	TokenCache time.Duration `yaml:"token_cache"`
+	// TLSCertFile and TLSKeyFile, both or neither: serve HTTPS only (TLS 1.2 and
+	// up), with Strict-Transport-Security on every answer.
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
 }
 
 func load(file string, getenv func(string) string) (*Config, error) {
@@ -81,6 +91,14 @@ func load(file string, getenv func(string) string) (*Config, error) {
 	}
 	if cfg.DatabaseURL == "" {
 		return nil, errors.New("database_url: missing (or set DATABASE_URL)")
+	}
+	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
+		return nil, errors.New("tls_cert_file and tls_key_file: give both (HTTPS) or neither (plain HTTP)")
+	}
+	if cfg.TLSCertFile != "" {
+		if _, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
+			return nil, fmt.Errorf("tls_cert_file, tls_key_file: %w", err)
+		}
 	}
 	if cfg.TokenCache < 0 || cfg.TokenCache > time.Hour {
 		return nil, fmt.Errorf("token_cache %s: want 0 (the default, 10s) to 1h", cfg.TokenCache)
@@ -123,7 +141,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cmd == "" {
 		cmd = "serve"
 	}
+	if cmd == "pii" && fs.Arg(1) == "keygen" {
+		return keygenCmd(fs.Args()[2:], stdout, stderr)
+	}
 	cfg, err := load(*file, getenv)
+	if err != nil {
+		return err
+	}
+	keys, err := pii.Load(ctx, pii.FromEnv(getenv))
 	if err != nil {
 		return err
 	}
@@ -132,12 +157,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stdout, "configuration is valid")
 		return nil
 	case "token":
-		return tokenCmd(ctx, cfg, fs.Args()[1:], getenv, stdout, stderr)
+		return tokenCmd(ctx, cfg, keys, fs.Args()[1:], getenv, stdout, stderr)
 	case "tenant":
-		return tenantCmd(ctx, cfg, fs.Args()[1:], getenv, stdout, stderr)
+		return tenantCmd(ctx, cfg, keys, fs.Args()[1:], getenv, stdout, stderr)
+	case "pii":
+		return piiCmd(ctx, cfg, keys, fs.Args()[1:], stdout, stderr)
 	case "serve":
 	default:
-		return fmt.Errorf("unknown command %q (want serve, token create|list|revoke, tenant create|list or validate)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, token create|list|revoke, tenant create|list, pii status|rotate|keygen or validate)", cmd)
 	}
 	log, err := servicekit.Logger(getenv, stderr)
 	if err != nil {
@@ -159,12 +186,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector("takt-api"))
-	h := server.New(server.Deps{Primary: primary, Replicas: replicas, Log: log, Registry: reg, TokenCache: cfg.TokenCache})
+	h := server.New(server.Deps{Primary: primary, Replicas: replicas, Log: log, Registry: reg, TokenCache: cfg.TokenCache, PII: keys})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http_addr: %w", err)
 	}
-	log.Info("takt-api listening", "addr", ln.Addr().String())
+	scheme := "http"
+	if cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return fmt.Errorf("tls_cert_file, tls_key_file: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}})
+		scheme = "https"
+	}
+	log.Info("takt-api listening", "addr", ln.Addr().String(), "scheme", scheme)
 	return servicekit.Serve(ctx, ln, h)
 }
 
@@ -182,7 +218,7 @@ const tokenUsage = `usage: takt-api token create -tenant T -name N [-scope read|
        takt-api token list -tenant T
        takt-api token revoke -tenant T -id ID`
 
-func tokenCmd(ctx context.Context, cfg *Config, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func tokenCmd(ctx context.Context, cfg *Config, keys *pii.Keyring, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return errors.New(tokenUsage)
 	}
@@ -234,12 +270,13 @@ func tokenCmd(ctx context.Context, cfg *Config, args []string, getenv func(strin
 		err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
 			var tok server.Token
 			err := tx.QueryRow(ctx, `INSERT INTO api_token (tenant_id, name, token_hash, scope, expires_at, created_by) VALUES ($1, $2, $3, $4, $5, $6)
-				RETURNING id, name, scope, created_at, created_by, expires_at, revoked_at`, *tenant, *name, hash, scope.String(), until, actor).
+				RETURNING id, name, scope, created_at, created_by, expires_at, revoked_at`, *tenant, *name, hash, scope.String(), until,
+				keys.Seal(pii.Place(server.CreatedByColumn, *tenant), actor)).
 				Scan(&tok.ID, &tok.Name, &tok.Scope, &tok.CreatedAt, &tok.CreatedBy, &tok.ExpiresAt, &tok.RevokedAt)
 			if err != nil {
 				return err
 			}
-			return audit(ctx, tx, *tenant, actor, "insert", "api_token", strconv.FormatInt(tok.ID, 10), tok)
+			return audit(ctx, tx, keys, *tenant, actor, "insert", "api_token", strconv.FormatInt(tok.ID, 10), tok)
 		})
 		if err != nil {
 			return err
@@ -264,6 +301,10 @@ func tokenCmd(ctx context.Context, cfg *Config, args []string, getenv func(strin
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tNAME\tSCOPE\tCREATED\tBY\tEXPIRES\tSTATE")
 		for _, t := range toks {
+			by, err := keys.Open(pii.Place(server.CreatedByColumn, *tenant), t.CreatedBy)
+			if err != nil {
+				return fmt.Errorf("token list: who created token %d: %w", t.ID, err)
+			}
 			exp, state := "never", "active"
 			if t.ExpiresAt != nil {
 				exp = t.ExpiresAt.UTC().Format(time.RFC3339)
@@ -274,7 +315,7 @@ func tokenCmd(ctx context.Context, cfg *Config, args []string, getenv func(strin
 			if t.RevokedAt != nil {
 				state = "revoked " + t.RevokedAt.UTC().Format(time.RFC3339)
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Scope, t.CreatedAt.UTC().Format(time.RFC3339), t.CreatedBy, exp, state)
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Scope, t.CreatedAt.UTC().Format(time.RFC3339), by, exp, state)
 		}
 		return tw.Flush()
 	case "revoke":
@@ -293,7 +334,7 @@ func tokenCmd(ctx context.Context, cfg *Config, args []string, getenv func(strin
 				return err
 			}
 			fmt.Fprintf(stdout, "revoked token %d (%s) of tenant %s; servers stop taking it within their token_cache (10 s by default)\n", tok.ID, tok.Name, *tenant)
-			return audit(ctx, tx, *tenant, actor, "update", "api_token", strconv.FormatInt(tok.ID, 10), tok)
+			return audit(ctx, tx, keys, *tenant, actor, "update", "api_token", strconv.FormatInt(tok.ID, 10), tok)
 		})
 	}
 	return errors.New(tokenUsage)
@@ -303,7 +344,7 @@ const tenantUsage = `usage: takt-api tenant create -id ID -name NAME
        takt-api tenant list`
 
 // tenantCmd creates and lists tenants, as the tables' owner (no role of the API can).
-func tenantCmd(ctx context.Context, cfg *Config, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func tenantCmd(ctx context.Context, cfg *Config, keys *pii.Keyring, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || (args[0] != "create" && args[0] != "list") {
 		return errors.New(tenantUsage)
 	}
@@ -356,12 +397,13 @@ func tenantCmd(ctx context.Context, cfg *Config, args []string, getenv func(stri
 			return fmt.Errorf("tenant create: tenant %q exists already", *id)
 		}
 		fmt.Fprintf(stdout, "created tenant %s (%s)\n", *id, *name)
-		return audit(ctx, tx, *id, cliActor(getenv), "insert", "tenant", *id, map[string]string{"tenant_id": *id, "name": *name})
+		return audit(ctx, tx, keys, *id, cliActor(getenv), "insert", "tenant", *id, map[string]string{"tenant_id": *id, "name": *name})
 	})
 }
 
-func audit(ctx context.Context, tx pgx.Tx, tenant, actor, action, entity, id string, after any) error {
+// audit writes a row of the audit log, its actor sealed.
+func audit(ctx context.Context, tx pgx.Tx, keys *pii.Keyring, tenant, actor, action, entity, id string, after any) error {
 	_, err := tx.Exec(ctx, `INSERT INTO audit_log (tenant_id, actor, action, entity, entity_id, after) VALUES ($1, $2, $3, $4, $5, $6)`,
-		tenant, actor, action, entity, id, after)
+		tenant, keys.Seal(pii.Place(server.ActorColumn, tenant), actor), action, entity, id, after)
 	return err
 }

@@ -4,17 +4,22 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"takt.dev/api/internal/server"
+	"takt.dev/servicekit/pii"
 	"takt.dev/testkit"
 )
 
@@ -27,10 +32,7 @@ func TestTokenCreate(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := func(k string) string {
-		if k == "DATABASE_URL" {
-			return db.URL
-		}
-		return ""
+		return map[string]string{"DATABASE_URL": db.URL, "TAKT_PII_KEYS": testkit.PIIKeys()}[k]
 	}
 	var out bytes.Buffer
 	if err := run(context.Background(), []string{"token", "create", "-tenant", "acme", "-name", "dashboard"}, env, &out, io.Discard); err != nil {
@@ -61,7 +63,7 @@ func TestTokensAndTenants(t *testing.T) {
 	pool := db.Pool(t)
 	ctx := context.Background()
 	env := func(k string) string {
-		return map[string]string{"DATABASE_URL": db.URL, "USER": "alice"}[k]
+		return map[string]string{"DATABASE_URL": db.URL, "USER": "alice", "TAKT_PII_KEYS": testkit.PIIKeys()}[k]
 	}
 	cli := func(args ...string) (string, error) {
 		var out bytes.Buffer
@@ -89,7 +91,7 @@ func TestTokensAndTenants(t *testing.T) {
 	}
 	reader = strings.TrimSpace(reader)
 
-	srv := httptest.NewServer(server.New(server.Deps{Primary: pool, Log: slog.New(slog.DiscardHandler), TokenCache: time.Millisecond}))
+	srv := httptest.NewServer(server.New(server.Deps{Primary: pool, Log: slog.New(slog.DiscardHandler), TokenCache: time.Millisecond, PII: testkit.PIIKeyring(t)}))
 	defer srv.Close()
 	call := func(method, path, body string) (int, string) {
 		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
@@ -126,11 +128,19 @@ func TestTokensAndTenants(t *testing.T) {
 		t.Fatalf("revoking a token that does not exist: %v", err)
 	}
 	var ops []string
-	rows, _ := pool.Query(ctx, `SELECT actor || ' ' || action || ' ' || entity FROM audit_log ORDER BY id`)
+	keys := testkit.PIIKeyring(t)
+	rows, _ := pool.Query(ctx, `SELECT tenant_id, actor, action, entity FROM audit_log ORDER BY id`)
 	for rows.Next() {
-		var op string
-		rows.Scan(&op)
-		ops = append(ops, op)
+		var tenant, actor, action, entity string
+		rows.Scan(&tenant, &actor, &action, &entity)
+		if !pii.Sealed(actor) {
+			t.Fatalf("audit actor %q stored in clear", actor)
+		}
+		actor, err := keys.Open(pii.Place(server.ActorColumn, tenant), actor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ops = append(ops, actor+" "+action+" "+entity)
 	}
 	if strings.Join(ops, "; ") != "cli:alice insert tenant; cli:alice insert api_token; cli:alice update api_token" {
 		t.Fatalf("audit log: %q", ops)
@@ -151,7 +161,157 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("%q: %v, want %q", yaml, err, want)
 		}
 	}
-	if err := run(context.Background(), []string{"-c", "example.yaml", "validate"}, func(string) string { return "" }, io.Discard, io.Discard); err != nil {
+	keys := func(k string) string { return map[string]string{"TAKT_PII_KEYS": testkit.PIIKeys()}[k] }
+	if err := run(context.Background(), []string{"-c", "example.yaml", "validate"}, keys, io.Discard, io.Discard); err != nil {
 		t.Fatalf("example.yaml: %v", err)
+	}
+	// Personal data is never stored in clear: no keys, no start, and the error says
+	// where keys come from; a key list that does not parse names the entry.
+	err := run(context.Background(), []string{"-c", "example.yaml", "validate"}, func(string) string { return "" }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "TAKT_PII_KEYS_FILE") {
+		t.Fatalf("no PII keys: %v", err)
+	}
+	bad := func(k string) string { return map[string]string{"TAKT_PII_KEYS": "index:abc"}[k] }
+	if err := run(context.Background(), []string{"-c", "example.yaml", "validate"}, bad, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), `key "index": want 32 bytes`) {
+		t.Fatalf("a bad key list: %v", err)
+	}
+}
+
+// Personal data through the API and the CLI: a technician is sealed in its row and
+// in the audit log, shown in clear by the API, found by equality through its
+// lookup hash; `pii rotate` re-seals every row under a new key in batches, after
+// which the old key can go (but for the append-only audit log, which pii status
+// says still needs it).
+func TestPersonalDataSealedFoundAndRotated(t *testing.T) {
+	db := testkit.NewDatabase(t)
+	pool := db.Pool(t)
+	ctx := context.Background()
+	_, err := pool.Exec(ctx, `
+WITH tn AS (INSERT INTO tenant VALUES ('acme', 'Acme') RETURNING tenant_id),
+s AS (INSERT INTO site (tenant_id, code, name, time_zone) SELECT tenant_id, 'lyon', 'Lyon', 'UTC' FROM tn RETURNING tenant_id, id),
+a AS (INSERT INTO area (tenant_id, site_id, code, name) SELECT tenant_id, id, 'pack', 'Pack' FROM s RETURNING tenant_id, id),
+l AS (INSERT INTO line (tenant_id, area_id, code, name) SELECT tenant_id, id, 'line-1', 'L1' FROM a RETURNING tenant_id, id),
+w AS (INSERT INTO work_center (tenant_id, line_id, code, name) SELECT tenant_id, id, 'wc', 'WC' FROM l RETURNING tenant_id, id)
+INSERT INTO equipment (tenant_id, work_center_id, code, name, ideal_cycle_time_s) SELECT tenant_id, id, 'filler-1', 'Filler', 0.5 FROM w`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k1 := testkit.PIIKeys()
+	k2, _ := pii.Keygen("k2")
+	idx := strings.Split(k1, ",")[0]
+	cli := func(keys string, args ...string) (string, error) {
+		var out bytes.Buffer
+		env := map[string]string{"DATABASE_URL": db.URL, "USER": "alice", "TAKT_PII_KEYS": keys}
+		err := run(ctx, args, func(k string) string { return env[k] }, &out, io.Discard)
+		return out.String(), err
+	}
+	token, err := cli(k1, "token", "create", "-tenant", "acme", "-name", "planner", "-scope", "manage")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve := func(keys string) func(method, path, body string) (int, string) {
+		k, err := pii.Parse(keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ring, _ := pii.New(k)
+		srv := httptest.NewServer(server.New(server.Deps{Primary: pool, Log: slog.New(slog.DiscardHandler), PII: ring}))
+		t.Cleanup(srv.Close)
+		return func(method, path, body string) (int, string) {
+			req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(token))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(b)
+		}
+	}
+	call := serve(k1)
+	for i, who := range []string{"Jane Doe", "Bob Martin", "Jane Doe"} {
+		body := fmt.Sprintf(`{"kind":"corrective","start":"2026-11-25T0%d:00:00Z","description":"seal","technician":%q}`, i+1, who)
+		if code, out := call("POST", "/api/v1/equipment/filler-1/maintenance", body); code != 201 || !strings.Contains(out, who) {
+			t.Fatalf("POST maintenance: %d %s", code, out)
+		}
+	}
+	var stored, audited string
+	pool.QueryRow(ctx, `SELECT string_agg(technician, ' ') FROM maintenance_event`).Scan(&stored)
+	pool.QueryRow(ctx, `SELECT string_agg(actor || ' ' || coalesce(after::text, ''), ' ') FROM audit_log`).Scan(&audited)
+	for _, clear := range []string{"Jane", "Bob", "alice"} {
+		if strings.Contains(stored+audited, clear) {
+			t.Fatalf("%q stored in clear: %s / %s", clear, stored, audited)
+		}
+	}
+	const list = "/api/v1/equipment/filler-1/maintenance?from=2026-11-25T00:00:00Z&to=2026-11-26T00:00:00Z"
+	for query, want := range map[string]int{"": 3, "&technician=jane%20doe": 2, "&technician=Bob%20Martin": 1, "&technician=Nobody": 0} {
+		code, out := call("GET", list+query, "")
+		if code != 200 || strings.Count(out, `"technician"`) != want {
+			t.Fatalf("GET maintenance%s: %d %s, want %d events", query, code, out, want)
+		}
+	}
+	// Rotation: k2 first (current), k1 still listed to open the old rows.
+	if out, err := cli(k2+","+k1, "pii", "rotate", "-batch", "2"); err != nil || !strings.Contains(out, `maintenance_event.technician: 3 re-sealed under key "k2"`) ||
+		!strings.Contains(out, `api_token.created_by: 1 re-sealed`) || !regexp.MustCompile(`audit_log.actor\s+k1 \(append-only`).MatchString(out) {
+		t.Fatalf("pii rotate: %q %v", out, err)
+	}
+	var old int
+	pool.QueryRow(ctx, `SELECT count(*) FROM maintenance_event WHERE technician NOT LIKE 'pii:v1:k2:%'`).Scan(&old)
+	if old != 0 {
+		t.Fatalf("%d technicians not under k2 after rotation", old)
+	}
+	// k1 removed: the rotated rows open, and equality search still finds them.
+	call = serve(idx + "," + k2)
+	if code, out := call("GET", list+"&technician=JANE%20DOE", ""); code != 200 || strings.Count(out, "Jane Doe") != 2 {
+		t.Fatalf("after rotation without k1: %d %s", code, out)
+	}
+	if out, err := cli(idx+","+k2, "token", "list", "-tenant", "acme"); err != nil || !strings.Contains(out, "cli:alice") {
+		t.Fatalf("token list after rotation without k1: %q %v", out, err)
+	}
+}
+
+// With tls_cert_file and tls_key_file the API speaks HTTPS only, with HSTS; a
+// plain HTTP client gets no answer, and half a pair is a configuration error.
+func TestServesHTTPS(t *testing.T) {
+	db := testkit.NewDatabase(t)
+	pki, err := testkit.NewPKI(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _ := testkit.FreePort()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cfg := filepath.Join(t.TempDir(), "api.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("tls_cert_file: %s\ntls_key_file: %s\n", pki.ServerCert, pki.ServerKey)), 0o644)
+	env := map[string]string{"DATABASE_URL": db.URL, "TAKT_PII_KEYS": testkit.PIIKeys(), "TAKT_HTTP_ADDR": addr}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-c", cfg, "serve"}, func(k string) string { return env[k] }, io.Discard, io.Discard)
+	}()
+	defer func() { cancel(); <-done }()
+	caPEM, _ := os.ReadFile(pki.CA)
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}, Timeout: 5 * time.Second}
+	var resp *http.Response
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if resp, err = client.Get("https://" + addr + "/healthz"); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Strict-Transport-Security") == "" {
+		t.Fatalf("https /healthz: %d, HSTS %q", resp.StatusCode, resp.Header.Get("Strict-Transport-Security"))
+	}
+	if resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + addr + "/healthz"); err == nil && resp.StatusCode == 200 {
+		t.Fatal("plain HTTP answered 200 on the HTTPS port")
+	}
+	os.WriteFile(cfg, []byte(fmt.Sprintf("tls_cert_file: %s\n", pki.ServerCert)), 0o644)
+	if err := run(context.Background(), []string{"-c", cfg, "validate"}, func(k string) string { return env[k] }, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "give both") {
+		t.Fatalf("half a key pair: %v", err)
 	}
 }

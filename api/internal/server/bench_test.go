@@ -79,7 +79,7 @@ SELECT w.tenant_id, w.id, 'eq-' || substr(l.code, 6) || '-' || g, 'Eq', 1.0 FROM
 	if _, err := pool.Exec(ctx, `INSERT INTO api_token (tenant_id, name, token_hash) VALUES ('bench', 'bench', $1)`, sum[:]); err != nil {
 		b.Fatal(err)
 	}
-	s := New(Deps{Primary: pool, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry()})
+	s := New(Deps{Primary: pool, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry(), PII: testkit.PIIKeyring(b)})
 	ts := httptest.NewServer(s)
 	defer ts.Close()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128}}

@@ -213,15 +213,12 @@ func (s *Server) createMaintenance(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	code := r.PathValue("code")
-	s.change(w, r, "maintenance_event", "insert", http.StatusCreated, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
-		id, err := store.AddMaintenance(ctx, tx, tenantOf(ctx), code, in)
-		in.ID = id
-		return strconv.FormatInt(id, 10), nil, in, storeError(err)
-	})
-}
-
-func (s *Server) listMaintenance(w http.ResponseWriter, r *http.Request) {
-	listOfEquipment(s, w, r, "maintenance", store.Maintenance)
+	s.changeShowing(w, r, "maintenance_event", "insert", http.StatusCreated, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
+		sealed := s.sealMaintenance(tenantOf(ctx), in)
+		id, err := store.AddMaintenance(ctx, tx, tenantOf(ctx), code, sealed)
+		in.ID, sealed.ID = id, id
+		return strconv.FormatInt(id, 10), nil, sealed, storeError(err)
+	}, &in)
 }
 
 // DeadLetter is one refused message of the tenant, as the ingest sink indexed it.
@@ -328,11 +325,14 @@ func (s *Server) changeMaintenance(w http.ResponseWriter, r *http.Request) {
 		in.ID = id
 	}
 	action := map[string]string{http.MethodPatch: "update", http.MethodDelete: "delete"}[r.Method]
-	s.change(w, r, "maintenance_event", action, http.StatusOK, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
-		before, err := store.ChangeMaintenance(ctx, tx, r.PathValue("code"), id, in)
+	// The audit log keeps the technician sealed, before and after; the answer shows it.
+	s.changeShowing(w, r, "maintenance_event", action, http.StatusOK, func(ctx context.Context, tx pgx.Tx) (string, any, any, error) {
 		if in == nil {
+			before, err := store.ChangeMaintenance(ctx, tx, r.PathValue("code"), id, nil)
 			return strconv.FormatInt(id, 10), before, nil, storeError(err)
 		}
-		return strconv.FormatInt(id, 10), before, in, storeError(err)
-	})
+		sealed := s.sealMaintenance(tenantOf(ctx), *in)
+		before, err := store.ChangeMaintenance(ctx, tx, r.PathValue("code"), id, &sealed)
+		return strconv.FormatInt(id, 10), before, sealed, storeError(err)
+	}, in)
 }

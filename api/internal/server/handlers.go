@@ -330,7 +330,7 @@ func (s *Server) patchEquipment(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		_, err = tx.Exec(r.Context(), `INSERT INTO audit_log (tenant_id, actor, action, entity, entity_id, before, after)
-			VALUES ($1, $2, 'update', 'equipment', $3, $4, $5)`, p.tenant, p.actor, code, before, after)
+			VALUES ($1, $2, 'update', 'equipment', $3, $4, $5)`, p.tenant, s.actor(p), code, before, after)
 		return err
 	})
 	if err != nil {

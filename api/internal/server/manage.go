@@ -51,6 +51,13 @@ func dbError(err error, what string) error {
 // and its state before (nil when new) and after.
 func (s *Server) change(w http.ResponseWriter, r *http.Request, entity, action string, status int,
 	fn func(ctx context.Context, tx pgx.Tx) (id string, before, after any, err error)) {
+	s.changeShowing(w, r, entity, action, status, fn, nil)
+}
+
+// changeShowing is change answering with shown, when not nil, instead of what the
+// audit log keeps (which holds personal data sealed).
+func (s *Server) changeShowing(w http.ResponseWriter, r *http.Request, entity, action string, status int,
+	fn func(ctx context.Context, tx pgx.Tx) (id string, before, after any, err error), shown any) {
 	p := r.Context().Value(principalKey).(principal)
 	var after any
 	err := s.inTenant(r.Context(), true, func(tx pgx.Tx) error {
@@ -60,12 +67,15 @@ func (s *Server) change(w http.ResponseWriter, r *http.Request, entity, action s
 		}
 		after = a
 		_, err = tx.Exec(r.Context(), `INSERT INTO audit_log (tenant_id, actor, action, entity, entity_id, before, after)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)`, p.tenant, p.actor, action, entity, id, before, a)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`, p.tenant, s.actor(p), action, entity, id, before, a)
 		return err
 	})
 	if err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	if shown != nil {
+		after = shown
 	}
 	writeJSON(w, status, after)
 }

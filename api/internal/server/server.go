@@ -28,6 +28,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"takt.dev/servicekit/pii"
 )
 
 //go:embed openapi.json
@@ -52,6 +54,8 @@ type Deps struct {
 	// RequestTimeout bounds a request's time (its database calls end with it).
 	// Default 30 s.
 	RequestTimeout time.Duration
+	// PII seals and opens personal data (required).
+	PII *pii.Keyring
 }
 
 // Server serves the API.
@@ -100,6 +104,9 @@ func ParseScope(s string) (Scope, error) {
 
 // New builds the server.
 func New(d Deps) *Server {
+	if d.PII == nil {
+		panic("server.New: Deps.PII is required (personal data is never stored in clear)")
+	}
 	if d.Now == nil {
 		d.Now = time.Now
 	}

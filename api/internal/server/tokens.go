@@ -37,6 +37,12 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
 	if out == nil {
 		out = []Token{}
 	}
+	for i := range out {
+		if err := s.openToken(p.tenant, &out[i]); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"tokens": out})
 }
 
@@ -65,8 +71,11 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		_, err = tx.Exec(r.Context(), `INSERT INTO audit_log (tenant_id, actor, action, entity, entity_id, after)
-			VALUES ($1, $2, 'update', 'api_token', $3, $4)`, p.tenant, p.actor, strconv.FormatInt(id, 10), tok)
-		return err
+			VALUES ($1, $2, 'update', 'api_token', $3, $4)`, p.tenant, s.actor(p), strconv.FormatInt(id, 10), tok)
+		if err != nil {
+			return err
+		}
+		return s.openToken(p.tenant, &tok) // the audit log keeps it sealed; the answer shows it
 	})
 	if err != nil {
 		s.fail(w, r, err)

@@ -44,7 +44,7 @@ func measurePipeline(b *testing.B) {
 	pool := db.Pool(b)
 	mq := testkit.Mosquitto(b)
 	k := testkit.Kafka(b, testkit.KafkaOptions{Partitions: 4})
-	env := []string{"DATABASE_URL=" + db.URL, "TAKT_KAFKA_BROKERS=" + strings.Join(k.Brokers(), ","), "TAKT_MQTT_URL=" + mq.URL()}
+	env := []string{"DATABASE_URL=" + db.URL, "TAKT_PII_KEYS=" + testkit.PIIKeys(), "TAKT_KAFKA_BROKERS=" + strings.Join(k.Brokers(), ","), "TAKT_MQTT_URL=" + mq.URL()}
 	var procs []*child
 	defer func() {
 		for i := len(procs) - 1; i >= 0; i-- {

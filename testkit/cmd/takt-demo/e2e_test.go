@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"takt.dev/plant/oee"
 	"takt.dev/schemas"
 	"takt.dev/testkit"
@@ -128,17 +130,37 @@ func buildBinaries(t testing.TB) string {
 // its last run got to the first state of the next), the rest exact.
 func TestEndToEnd(t *testing.T) {
 	bin := buildBinaries(t)
-	t.Run("subscribe", func(t *testing.T) { endToEnd(t, bin, false, false) })
-	t.Run("agent killed mid-shift", func(t *testing.T) { endToEnd(t, bin, true, false) })
+	t.Run("subscribe", func(t *testing.T) { endToEnd(t, bin, e2eRun{}) })
+	t.Run("agent killed mid-shift", func(t *testing.T) { endToEnd(t, bin, e2eRun{kill: true}) })
 	// The same shift replayed by an OPC UA server that is not plcsim (node-opcua,
 	// testdata/replay-server.js), with the PLC's source timestamps.
-	t.Run("node-opcua replay", func(t *testing.T) { endToEnd(t, bin, false, true) })
+	t.Run("node-opcua replay", func(t *testing.T) { endToEnd(t, bin, e2eRun{nodeOPCUA: true}) })
+	// The database migrated by an owner that is not a superuser, and every service
+	// logged in as its own role (migrations 00018 and 00019).
+	t.Run("least privilege", func(t *testing.T) { endToEnd(t, bin, e2eRun{leastPrivilege: true}) })
 }
 
-func endToEnd(t *testing.T, bin string, kill, nodeOPCUA bool) {
+// e2eRun says how endToEnd varies the pipeline.
+type e2eRun struct {
+	kill           bool // SIGKILL the agent mid-shift
+	nodeOPCUA      bool // node-opcua replays the shift instead of plcsim
+	leastPrivilege bool // no service is a superuser or the tables' owner
+}
+
+func endToEnd(t *testing.T, bin string, run e2eRun) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	db := testkit.NewDatabase(t)
+	roles := map[string][]string{}
+	if run.leastPrivilege {
+		lp := testkit.NewLeastPrivilegeDatabase(t)
+		db = &lp.Database
+		roles["takt-ingest"] = []string{"DATABASE_URL=" + lp.Ingest}
+		roles["takt-aggregator"] = []string{"DATABASE_URL=" + lp.Aggregator}
+		roles["takt-api"] = []string{"DATABASE_URL=" + lp.API}
+		t.Cleanup(func() { checkRoleLimits(t, lp) })
+	}
+	kill, nodeOPCUA := run.kill, run.nodeOPCUA
 	pool := db.Pool(t)
 	mq := testkit.Mosquitto(t)
 	k := testkit.Kafka(t, testkit.KafkaOptions{Partitions: 2})
@@ -194,7 +216,7 @@ equipment:
 	aggCfg := filepath.Join(dir, "aggregator.yaml")
 	os.WriteFile(aggCfg, []byte("http_addr: 127.0.0.1:0\nrecompute_every: 200ms\nlinger: 50ms\n"), 0o644)
 
-	env := []string{"DATABASE_URL=" + db.URL, "TAKT_KAFKA_BROKERS=" + strings.Join(k.Brokers(), ","), "TAKT_MQTT_URL=" + mq.URL()}
+	env := []string{"DATABASE_URL=" + db.URL, "TAKT_PII_KEYS=" + testkit.PIIKeys(), "TAKT_KAFKA_BROKERS=" + strings.Join(k.Brokers(), ","), "TAKT_MQTT_URL=" + mq.URL()}
 	var procs []*child
 	t.Cleanup(func() {
 		for i := len(procs) - 1; i >= 0; i-- {
@@ -212,7 +234,7 @@ equipment:
 	})
 	start := func(name string, extra []string, args ...string) *child {
 		t.Helper()
-		c, err := startChild(filepath.Join(bin, name), filepath.Join(dir, name+".log"), append(append([]string{}, env...), extra...), args...)
+		c, err := startChild(filepath.Join(bin, name), filepath.Join(dir, name+".log"), append(append(append([]string{}, env...), roles[name]...), extra...), args...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -304,4 +326,51 @@ equipment:
 		t.Errorf("good: served %v, want %d", got.Total["good_count"], want.GoodCount)
 	}
 	t.Logf("shift 06:00-14:00: OEE %.6f (A %.6f, P %.6f, Q %.6f), %d parts", *want.OEE, *want.Availability, *want.Performance, *want.Quality, want.TotalCount)
+}
+
+// checkRoleLimits shows, after a least-privilege run, that each service's role could
+// do what the pipeline needed and nothing beyond: no tokens, no audit log, no schema
+// change, no writing another service's tables, and the API's role sees no row
+// without a tenant.
+func checkRoleLimits(t *testing.T, lp *testkit.LeastPrivilege) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		role, url, sql string
+	}{
+		{"ingest", lp.Ingest, `SELECT count(*) FROM api_token`},
+		{"ingest", lp.Ingest, `SELECT count(*) FROM audit_log`},
+		{"ingest", lp.Ingest, `SELECT count(*) FROM samples`},
+		{"ingest", lp.Ingest, `INSERT INTO oee_window (tenant_id) VALUES ('e2e')`},
+		{"ingest", lp.Ingest, `SELECT takt_drop_sample_partitions('2100-01-01')`},
+		{"ingest", lp.Ingest, `ALTER TABLE samples DISABLE ROW LEVEL SECURITY`},
+		{"aggregator", lp.Aggregator, `INSERT INTO samples (tenant_id, equipment, tag, ts, quality, role, agent, seq) VALUES ('e2e', 'x', 'x', now(), 1, 1, 'x', 1)`},
+		{"aggregator", lp.Aggregator, `SELECT count(*) FROM api_token`},
+		{"aggregator", lp.Aggregator, `UPDATE equipment SET name = 'x'`},
+		{"aggregator", lp.Aggregator, `SELECT takt_ensure_sample_partitions('2100-01-01', 1)`},
+		{"aggregator", lp.Aggregator, `DROP TABLE oee_window`},
+		{"api", lp.API, `SELECT count(*) FROM sink_offset`},
+		{"api", lp.API, `DELETE FROM api_token`},
+	} {
+		conn, err := pgx.Connect(ctx, c.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = conn.Exec(ctx, c.sql)
+		conn.Close(ctx)
+		if err == nil || !strings.Contains(err.Error(), "permission denied") && !strings.Contains(err.Error(), "must be owner") {
+			t.Errorf("as the %s role, %s: %v, want permission denied", c.role, c.sql, err)
+		}
+	}
+	conn, err := pgx.Connect(ctx, lp.API)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if _, err := conn.Exec(ctx, `SET ROLE takt_app`); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM state_observation`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("the API's role as takt_app with no tenant: %d observations (%v), want none", n, err)
+	}
 }

@@ -146,7 +146,7 @@ INSERT INTO work_center (tenant_id, line_id, code, name) SELECT tenant_id, id, '
 	os.WriteFile(aggCfg, []byte("http_addr: 127.0.0.1:0\nrecompute_every: 200ms\nlinger: 50ms\n"), 0o644)
 	apiPort, _ := testkit.FreePort()
 	apiAddr := fmt.Sprintf("127.0.0.1:%d", apiPort)
-	env := []string{"DATABASE_URL=" + db.URL, "TAKT_KAFKA_BROKERS=" + strings.Join(k.Brokers(), ","), "TAKT_MQTT_URL=" + mq.URL()}
+	env := []string{"DATABASE_URL=" + db.URL, "TAKT_PII_KEYS=" + testkit.PIIKeys(), "TAKT_KAFKA_BROKERS=" + strings.Join(k.Brokers(), ","), "TAKT_MQTT_URL=" + mq.URL()}
 	var procs []*child
 	t.Cleanup(func() {
 		for i := len(procs) - 1; i >= 0; i-- {

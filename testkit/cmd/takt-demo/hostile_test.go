@@ -146,7 +146,7 @@ func TestHostileInput(t *testing.T) {
 	os.WriteFile(ingestCfg, []byte(fmt.Sprintf("http_addr: 127.0.0.1:%d\nmax_message_bytes: 2097152\nbridge:\n  client_id: hostile-bridge\n  subscription: plain\n  topics: ['takt/v1/#']\nsink:\n  linger: 20ms\n", ingestPort)), 0o644)
 	aggCfg := filepath.Join(dir, "aggregator.yaml")
 	os.WriteFile(aggCfg, []byte(fmt.Sprintf("http_addr: 127.0.0.1:%d\nlinger: 20ms\n", aggPort)), 0o644)
-	env := []string{"DATABASE_URL=" + db.URL, "TAKT_KAFKA_BROKERS=" + strings.Join(k.Brokers(), ","), "TAKT_MQTT_URL=" + mq.URL()}
+	env := []string{"DATABASE_URL=" + db.URL, "TAKT_PII_KEYS=" + testkit.PIIKeys(), "TAKT_KAFKA_BROKERS=" + strings.Join(k.Brokers(), ","), "TAKT_MQTT_URL=" + mq.URL()}
 	var procs []*child
 	t.Cleanup(func() {
 		for _, p := range procs {

@@ -151,8 +151,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := start("takt-aggregator", []string{"DATABASE_URL=" + dbURL, "TAKT_KAFKA_BROKERS=" + strings.Join(brokers, ",")}, "run"); err != nil {
 		return err
 	}
+	// Throwaway keys for the personal data the API seals (servicekit/pii).
+	piiKeys := filepath.Join(root, "pii-keys")
+	if err := os.WriteFile(piiKeys, []byte(strings.ReplaceAll(testkit.PIIKeys(), ",", "\n")+"\n"), 0o600); err != nil {
+		return err
+	}
 	tokenCmd := exec.CommandContext(ctx, filepath.Join(*bin, "takt-api"), "token", "create", "-tenant", "acme", "-name", "demo", "-scope", "manage")
-	tokenCmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL)
+	tokenCmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "TAKT_PII_KEYS_FILE="+piiKeys)
 	tokenOut, err := tokenCmd.Output()
 	if err != nil {
 		var ee *exec.ExitError
@@ -162,7 +167,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("takt-api token create: %w", err)
 	}
 	token := strings.TrimSpace(string(tokenOut))
-	if err := start("takt-api", []string{"DATABASE_URL=" + dbURL, "TAKT_HTTP_ADDR=" + *apiAddr}, "serve"); err != nil {
+	if err := start("takt-api", []string{"DATABASE_URL=" + dbURL, "TAKT_HTTP_ADDR=" + *apiAddr, "TAKT_PII_KEYS_FILE=" + piiKeys}, "serve"); err != nil {
 		return err
 	}
 
