@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what `make test` and `make demo` need on a fresh Debian machine:
-# PostgreSQL server binaries (initdb, postgres), Mosquitto, Node.js with npm, and
-# Chromium, through apt-get when missing. Go itself must already be installed (go 1.26).
+# PostgreSQL server binaries (initdb, postgres), Mosquitto and its clients, kcat, curl,
+# Node.js with npm, and Chromium, through apt-get when missing. Go itself must already
+# be installed (go 1.26).
 set -euo pipefail
 
 missing=()
@@ -10,6 +11,17 @@ if ! command -v initdb >/dev/null 2>&1 && ! compgen -G '/usr/lib/postgresql/*/bi
 fi
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
   missing+=(mosquitto)
+fi
+# The clients a new user tries the demo with, which the demo test runs too: kcat,
+# mosquitto_pub and mosquitto_sub.
+if ! command -v kcat >/dev/null 2>&1; then
+  missing+=(kcat)
+fi
+if ! command -v mosquitto_sub >/dev/null 2>&1; then
+  missing+=(mosquitto-clients)
+fi
+if ! command -v curl >/dev/null 2>&1; then
+  missing+=(curl)
 fi
 # Chromium: the dashboard test drives it headless.
 if ! command -v chromium >/dev/null 2>&1; then

@@ -7,11 +7,24 @@
 // It prints where everything is, the dashboard URL and a token, and stops it all on
 // Ctrl-C.
 //
+// Secure by default where it costs nothing: one throwaway certificate authority for
+// every link; PostgreSQL over TLS (verify-full) with each service as its own
+// least-privilege role; the MQTT broker over TLS only, with a password and an ACL per
+// client (the gateway publishes under its tenant only); Kafka over mutual TLS (a
+// client certificate required: Debian's kcat, librdkafka 2.0, cannot do SASL with a
+// broker that dropped SaslHandshake v0, as Kafka 4 and kfake have; SASL is tested
+// with Takt's own clients); throwaway keys for personal data. The passwords are generated
+// and printed, like the token, with the commands that use them.
+//
 //	takt-demo -bin ./bin [-api 127.0.0.1:8080] [-mqtt-url tcp://host:1883] [-kafka-brokers host:9092,...]
 package main
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -68,31 +81,48 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 
-	fmt.Fprintln(out, "takt-demo: starting PostgreSQL...")
-	pg, err := testkit.StartPostgres(filepath.Join(root, "postgres"))
+	fmt.Fprintln(out, "takt-demo: starting PostgreSQL (TLS)...")
+	pg, pki, err := testkit.StartPostgresTLS(filepath.Join(root, "postgres"))
 	if err != nil {
 		return err
 	}
 	defer pg.Close()
-	dbURL := pg.URL("takt")
-	if err := setupDatabase(ctx, pg.URL("postgres"), dbURL); err != nil {
+	serverCert, err := tls.LoadX509KeyPair(pki.ServerCert, pki.ServerKey)
+	if err != nil {
 		return err
 	}
+	serverTLS := &tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS12}
+	// Every link checks the servers' certificates against the demo's authority.
+	dbURL := func(role string) string {
+		return fmt.Sprintf("postgres://%s@127.0.0.1:%d/takt?sslmode=verify-full&sslrootcert=%s", role, pg.Port, pki.CA)
+	}
+	if err := setupDatabase(ctx, pg.URL("postgres"), pg.URL("takt")); err != nil {
+		return err
+	}
+	pass := demoPasswords()
 
-	mqttURL := *mqttFlag
-	if mqttURL == "" {
-		fmt.Fprintln(out, "takt-demo: starting the in-process MQTT broker...")
-		u, stopBroker, err := startMQTT()
+	mqttURL, secureMQTT := *mqttFlag, *mqttFlag == ""
+	if secureMQTT {
+		fmt.Fprintln(out, "takt-demo: starting the in-process MQTT broker (TLS, passwords, ACL)...")
+		u, stopBroker, err := startMQTT(serverTLS, pass)
 		if err != nil {
 			return err
 		}
 		defer stopBroker()
 		mqttURL = u
 	}
-	brokers := strings.Split(*kafkaFlag, ",")
-	if *kafkaFlag == "" {
-		fmt.Fprintln(out, "takt-demo: starting the in-process Kafka-protocol broker...")
-		kf, err := testkit.StartKafka(filepath.Join(root, "kafka"), testkit.KafkaOptions{Partitions: 4})
+	brokers, secureKafka := strings.Split(*kafkaFlag, ","), *kafkaFlag == ""
+	if secureKafka {
+		fmt.Fprintln(out, "takt-demo: starting the in-process Kafka-protocol broker (mutual TLS)...")
+		caPEM, err := os.ReadFile(pki.CA)
+		if err != nil {
+			return err
+		}
+		clients := x509.NewCertPool()
+		clients.AppendCertsFromPEM(caPEM)
+		kafkaTLS := serverTLS.Clone()
+		kafkaTLS.ClientAuth, kafkaTLS.ClientCAs = tls.RequireAndVerifyClientCert, clients
+		kf, err := testkit.StartKafka(filepath.Join(root, "kafka"), testkit.KafkaOptions{Partitions: 4, TLS: kafkaTLS})
 		if err != nil {
 			return err
 		}
@@ -129,26 +159,52 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg = []byte(strings.Replace(string(cfg), "metrics_addr: 127.0.0.1:0", "metrics_addr: 127.0.0.1:9103", 1))
-	if err := os.WriteFile(agentCfg, cfg, 0o644); err != nil {
+	agentYAML := strings.Replace(string(cfg), "metrics_addr: 127.0.0.1:0", "metrics_addr: 127.0.0.1:9103", 1)
+	if secureMQTT { // the gateway's credentials: the password from the environment, never in the file
+		agentYAML = strings.Replace(agentYAML, "mqtt:\n  url: "+mqttURL+"\n", fmt.Sprintf(
+			"mqtt:\n  url: %s\n  username: gw-acme\n  password: ${DEMO_MQTT_PASSWORD}\n  ca_file: %s\n", mqttURL, pki.CA), 1)
+	}
+	if err := os.WriteFile(agentCfg, []byte(agentYAML), 0o644); err != nil {
 		return err
+	}
+	kafkaYAML := ""
+	if secureKafka {
+		kafkaYAML = fmt.Sprintf("kafka:\n  tls: {enabled: true, ca_file: %s, cert_file: %s, key_file: %s}\n", pki.CA, pki.ClientCert, pki.ClientKey)
+	}
+	ingestYAML := "http_addr: 127.0.0.1:9102\nbridge:\n  client_id: takt-demo-bridge\n  subscription: plain\n"
+	if secureMQTT {
+		ingestYAML += "  username: takt-ingest\n  ca_file: " + pki.CA + "\n"
+	}
+	ingestYAML += "sink:\n  linger: 100ms\n"
+	if kafkaYAML != "" {
+		ingestYAML += kafkaYAML
 	}
 	ingestCfg := filepath.Join(root, "ingest.yaml")
-	if err := os.WriteFile(ingestCfg, []byte("http_addr: 127.0.0.1:9102\nbridge:\n  client_id: takt-demo-bridge\n  subscription: plain\nsink:\n  linger: 100ms\n"), 0o644); err != nil {
+	if err := os.WriteFile(ingestCfg, []byte(ingestYAML), 0o644); err != nil {
 		return err
 	}
-	if err := start("takt-ingest", []string{"DATABASE_URL=" + dbURL, "TAKT_MQTT_URL=" + mqttURL,
+	aggYAML := "http_addr: 127.0.0.1:9104\n"
+	if kafkaYAML != "" {
+		aggYAML += kafkaYAML
+	}
+	aggCfg := filepath.Join(root, "aggregator.yaml")
+	if err := os.WriteFile(aggCfg, []byte(aggYAML), 0o644); err != nil {
+		return err
+	}
+	if err := start("takt-ingest", []string{"DATABASE_URL=" + dbURL("takt_ingest_login"), "TAKT_MQTT_URL=" + mqttURL,
+		"TAKT_MQTT_PASSWORD=" + pass.mqtt["takt-ingest"],
 		"TAKT_KAFKA_BROKERS=" + strings.Join(brokers, ",")}, "-c", ingestCfg, "all"); err != nil {
 		return err
 	}
 	// The bridge subscribes before the agent publishes: until then a message has no subscriber.
 	if err := waitForLog(ctx, filepath.Join(logs, "takt-ingest.log"), "connected and subscribed", 30*time.Second); err != nil {
-		return fmt.Errorf("takt-ingest did not subscribe: %w", err)
+		return fmt.Errorf("takt-ingest did not subscribe: %w; its log ends:\n%s", err, logTail(filepath.Join(logs, "takt-ingest.log")))
 	}
-	if err := start("takt-agent", nil, "run", "-c", agentCfg); err != nil {
+	if err := start("takt-agent", []string{"DEMO_MQTT_PASSWORD=" + pass.mqtt["gw-acme"]}, "run", "-c", agentCfg); err != nil {
 		return err
 	}
-	if err := start("takt-aggregator", []string{"DATABASE_URL=" + dbURL, "TAKT_KAFKA_BROKERS=" + strings.Join(brokers, ",")}, "run"); err != nil {
+	if err := start("takt-aggregator", []string{"DATABASE_URL=" + dbURL("takt_aggregator_login"),
+		"TAKT_KAFKA_BROKERS=" + strings.Join(brokers, ",")}, "-c", aggCfg, "run"); err != nil {
 		return err
 	}
 	// Throwaway keys for the personal data the API seals (servicekit/pii).
@@ -157,7 +213,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	tokenCmd := exec.CommandContext(ctx, filepath.Join(*bin, "takt-api"), "token", "create", "-tenant", "acme", "-name", "demo", "-scope", "manage")
-	tokenCmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "TAKT_PII_KEYS_FILE="+piiKeys)
+	tokenCmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL("postgres"), "TAKT_PII_KEYS_FILE="+piiKeys) // an admin command: as the owner
 	tokenOut, err := tokenCmd.Output()
 	if err != nil {
 		var ee *exec.ExitError
@@ -167,7 +223,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("takt-api token create: %w", err)
 	}
 	token := strings.TrimSpace(string(tokenOut))
-	if err := start("takt-api", []string{"DATABASE_URL=" + dbURL, "TAKT_HTTP_ADDR=" + *apiAddr, "TAKT_PII_KEYS_FILE=" + piiKeys}, "serve"); err != nil {
+	if err := start("takt-api", []string{"DATABASE_URL=" + dbURL("takt_api_login"), "TAKT_HTTP_ADDR=" + *apiAddr, "TAKT_PII_KEYS_FILE=" + piiKeys}, "serve"); err != nil {
 		return err
 	}
 
@@ -178,21 +234,38 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "  plcsim           a packaging line of 3 machines (filler-1, capper-1, labeler-1) in real time, Modbus TCP\n")
 	fmt.Fprintf(out, "  takt-agent       polls them every second, publishes to MQTT (metrics http://127.0.0.1:9103/metrics)\n")
 	fmt.Fprintf(out, "  MQTT broker      %s (topics like %s)\n", mqttURL, demo.Topic())
+	if secureMQTT {
+		fmt.Fprintf(out, "                   TLS only; users gw-acme (publishes under takt/v1/acme/ only), takt-ingest and demo-reader (read only)\n")
+	}
 	fmt.Fprintf(out, "  takt-ingest      bridge MQTT -> Kafka, sink Kafka -> PostgreSQL (metrics http://127.0.0.1:9102/metrics)\n")
 	fmt.Fprintf(out, "  Kafka            %s, topics %s, %s, %s, %s\n", kb, schemas.KafkaSamples, schemas.KafkaEvents, schemas.KafkaDeadLetter, schemas.KafkaStatus)
+	if secureKafka {
+		fmt.Fprintf(out, "                   mutual TLS: a client certificate of the demo's authority, %s\n", pki.ClientCert)
+	}
 	fmt.Fprintf(out, "  takt-aggregator  states and counts -> OEE windows (metrics http://127.0.0.1:9104/metrics)\n")
-	fmt.Fprintf(out, "  PostgreSQL       %s\n", dbURL)
+	fmt.Fprintf(out, "  PostgreSQL       %s (TLS, verify-full; ingest, aggregator and api each log in as its own role)\n", dbURL("postgres"))
+	fmt.Fprintf(out, "  Authority        %s (the demo's throwaway CA: every server's certificate)\n", pki.CA)
 	fmt.Fprintf(out, "  takt-api         http://%s/api/v1/ (OpenAPI: /api/v1/openapi.json)\n\n", *apiAddr)
 	fmt.Fprintf(out, "Dashboard:  http://%s/#token=%s\n", *apiAddr, token)
 	fmt.Fprintf(out, "API token (tenant acme):  %s\n\n", token)
 	fmt.Fprintf(out, "Try:  curl -H 'Authorization: Bearer %s' 'http://%s/api/v1/lines/line-1/oee?bucket=hour&from=%s&to=%s'\n",
 		token, *apiAddr, dayStart.Format(time.RFC3339), dayStart.Add(24*time.Hour).Format(time.RFC3339))
-	fmt.Fprintf(out, "      psql '%s' -c 'SELECT equipment, tag, ts, value, text_value FROM samples ORDER BY ts DESC LIMIT 10'\n", dbURL)
-	fmt.Fprintf(out, "      kcat -b %s -t %s -C -o -3 -e\n", kb, schemas.KafkaEvents)
-	fmt.Fprintf(out, "      mosquitto_sub -L '%s/takt/#' -C 1\n", strings.Replace(mqttURL, "tcp://", "mqtt://", 1))
+	fmt.Fprintf(out, "      psql '%s' -c 'SELECT equipment, tag, ts, value, text_value FROM samples ORDER BY ts DESC LIMIT 10'\n", dbURL("postgres"))
+	if secureKafka {
+		fmt.Fprintf(out, "      kcat -b %s -X security.protocol=SSL -X ssl.ca.location=%s -X ssl.certificate.location=%s -X ssl.key.location=%s -t %s -C -o -3 -e\n",
+			kb, pki.CA, pki.ClientCert, pki.ClientKey, schemas.KafkaEvents)
+	} else {
+		fmt.Fprintf(out, "      kcat -b %s -t %s -C -o -3 -e\n", kb, schemas.KafkaEvents)
+	}
+	if secureMQTT {
+		host, port, _ := strings.Cut(strings.TrimPrefix(mqttURL, "ssl://"), ":")
+		fmt.Fprintf(out, "      mosquitto_sub -h %s -p %s --cafile %s -u demo-reader -P %s -t 'takt/#' -C 1\n", host, port, pki.CA, pass.mqtt["demo-reader"])
+	} else {
+		fmt.Fprintf(out, "      mosquitto_sub -L '%s/takt/#' -C 1\n", strings.Replace(mqttURL, "tcp://", "mqtt://", 1))
+	}
 	fmt.Fprintf(out, "Logs: %s. Ctrl-C stops everything.\n\n", logs)
 
-	conn, err := pgx.Connect(ctx, dbURL)
+	conn, err := pgx.Connect(ctx, dbURL("postgres"))
 	if err != nil {
 		return err
 	}
@@ -208,7 +281,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 		for _, c := range children {
 			if c.exited() {
-				return fmt.Errorf("%s exited; see %s", filepath.Base(c.cmd.Path), c.log)
+				return fmt.Errorf("%s exited; its log ends:\n%s", filepath.Base(c.cmd.Path), logTail(c.log))
 			}
 		}
 		var n, windows int64
@@ -277,6 +350,15 @@ func (c *child) stop() {
 	}
 }
 
+// logTail is the end of a log file (the demo removes its directory when it stops).
+func logTail(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 3000 {
+		b = b[len(b)-3000:]
+	}
+	return string(b)
+}
+
 // waitForLog waits until the log file at path contains text.
 func waitForLog(ctx context.Context, path, text string, within time.Duration) error {
 	deadline := time.Now().Add(within)
@@ -342,13 +424,40 @@ w AS (INSERT INTO work_center (tenant_id, line_id, code, name) SELECT tenant_id,
 INSERT INTO equipment (tenant_id, work_center_id, code, name, ideal_cycle_time_s)
 SELECT tenant_id, id, code, name, ict FROM w,
   (VALUES ('filler-1', 'Filler 1', 0.4), ('capper-1', 'Capper 1', 0.5), ('labeler-1', 'Labeler 1', 0.6)) AS e(code, name, ict)`)
+	if err != nil {
+		return err
+	}
+	// Each service logs in as its own role (migrations 00018, 00019); the throwaway
+	// cluster trusts loopback, so they have no password.
+	_, err = db.ExecContext(ctx, `CREATE ROLE takt_ingest_login LOGIN BYPASSRLS IN ROLE takt_ingest;
+		CREATE ROLE takt_aggregator_login LOGIN IN ROLE takt_aggregator;
+		CREATE ROLE takt_api_login LOGIN IN ROLE takt_api`)
 	return err
 }
 
+// passwords are the demo's generated MQTT passwords, by user.
+type passwords struct{ mqtt map[string]string }
+
+func demoPasswords() passwords {
+	p := passwords{mqtt: map[string]string{}}
+	for _, u := range []string{"gw-acme", "takt-ingest", "demo-reader"} {
+		p.mqtt[u] = randomSecret()
+	}
+	return p
+}
+
+func randomSecret() string {
+	b := make([]byte, 15)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
 // startMQTT runs an in-process MQTT broker (mochi-mqtt) on a free loopback port,
-// with the queue limits that would otherwise drop QoS 1 messages for a slow
-// subscriber raised.
-func startMQTT() (string, func(), error) {
+// TLS only, that lets in only the users of pass with their password, and to their
+// topics only: the gateway gw-acme publishes under tenant acme's data and status
+// topics, takt-ingest and demo-reader read. The queue limits that would otherwise
+// drop QoS 1 messages for a slow subscriber are raised.
+func startMQTT(serverTLS *tls.Config, pass passwords) (string, func(), error) {
 	port, err := testkit.FreePort()
 	if err != nil {
 		return "", nil, err
@@ -358,13 +467,24 @@ func startMQTT() (string, func(), error) {
 	caps.MaximumClientWritesPending = 1 << 20
 	srv := mqttserver.New(&mqttserver.Options{Capabilities: caps,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+	ledger := &auth.Ledger{
+		Users: auth.Users{
+			"gw-acme": {Password: auth.RString(pass.mqtt["gw-acme"]), ACL: auth.Filters{
+				auth.RString(schemas.TopicRoot + "/acme/#"): auth.WriteOnly, auth.RString(schemas.StatusRoot + "/acme/#"): auth.WriteOnly}},
+			"takt-ingest": {Password: auth.RString(pass.mqtt["takt-ingest"]), ACL: auth.Filters{
+				auth.RString(schemas.TopicRoot + "/#"): auth.ReadOnly, auth.RString(schemas.StatusRoot + "/#"): auth.ReadOnly}},
+			"demo-reader": {Password: auth.RString(pass.mqtt["demo-reader"]), ACL: auth.Filters{"takt/#": auth.ReadOnly}},
+		},
+		// Whatever a user's own filters do not name, nobody may: mochi would allow it.
+		ACL: auth.ACLRules{{Filters: auth.Filters{"#": auth.Deny}}},
+	}
+	if err := srv.AddHook(new(auth.Hook), &auth.Options{Ledger: ledger}); err != nil {
 		return "", nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "demo", Address: addr})); err != nil {
+	if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "demo", Address: addr, TLSConfig: serverTLS})); err != nil {
 		return "", nil, err
 	}
 	go srv.Serve()
-	return "tcp://" + addr, func() { srv.Close() }, nil
+	return "ssl://" + addr, func() { srv.Close() }, nil
 }
