@@ -65,7 +65,7 @@ func listOfEquipment[T any](s *Server, w http.ResponseWriter, r *http.Request, k
 
 func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 	var in store.ProductionRun
-	if err := decodeBody(r, &in); err != nil {
+	if err := decodeBody(w, r, &in); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -125,7 +125,7 @@ func sortReasons(rs []store.Reason) {
 // putReason creates (POST /reasons) or renames (PATCH /reasons/{code}) a reason code.
 func (s *Server) putReason(w http.ResponseWriter, r *http.Request) {
 	var in store.Reason
-	if err := decodeBody(r, &in); err != nil {
+	if err := decodeBody(w, r, &in); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -204,7 +204,7 @@ func checkMaintenance(m *store.MaintenanceEvent) error {
 
 func (s *Server) createMaintenance(w http.ResponseWriter, r *http.Request) {
 	var in store.MaintenanceEvent
-	if err := decodeBody(r, &in); err != nil {
+	if err := decodeBody(w, r, &in); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -270,7 +270,7 @@ func (s *Server) patchRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var in map[string]json.RawMessage
-	if err := decodeBody(r, &in); err != nil {
+	if err := decodeBody(w, r, &in); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -314,7 +314,7 @@ func (s *Server) changeMaintenance(w http.ResponseWriter, r *http.Request) {
 	var in *store.MaintenanceEvent
 	if r.Method == http.MethodPatch {
 		in = &store.MaintenanceEvent{}
-		if err := decodeBody(r, in); err != nil {
+		if err := decodeBody(w, r, in); err != nil {
 			s.fail(w, r, err)
 			return
 		}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"sort"
 	"time"
@@ -285,10 +284,8 @@ func (s *Server) patchEquipment(w http.ResponseWriter, r *http.Request) {
 		IdealCycleTimeS    *float64 `json:"ideal_cycle_time_s"`
 		MicroStopThreshold *float64 `json:"micro_stop_threshold_s"`
 	}
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<16))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
-		s.fail(w, r, &apiError{http.StatusBadRequest, "bad_body", "body: " + err.Error()})
+	if err := decodeBody(w, r, &body); err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	if body.IdealCycleTimeS != nil && !(*body.IdealCycleTimeS > 0) {

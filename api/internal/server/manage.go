@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -19,10 +18,19 @@ import (
 // equipment, products, shift calendars, planned stops). Every change is written to
 // the audit log, in the same transaction, with the token's name as the actor.
 
-func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<16))
+// MaxBody bounds a request body: master data and facts are small.
+const MaxBody = 64 << 10
+
+// decodeBody decodes a JSON body of at most MaxBody bytes into v, refusing unknown
+// fields: 413 past the bound, 400 naming what is wrong otherwise.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return &apiError{http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("body: more than %d bytes", MaxBody)}
+		}
 		return &apiError{http.StatusBadRequest, "bad_body", "body: " + err.Error()}
 	}
 	return nil
@@ -113,7 +121,7 @@ func (s *Server) listSites(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) createSite(w http.ResponseWriter, r *http.Request) {
 	var in Site
-	if err := decodeBody(r, &in); err != nil {
+	if err := decodeBody(w, r, &in); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -133,7 +141,7 @@ func (s *Server) patchSite(w http.ResponseWriter, r *http.Request) {
 		Name     *string `json:"name"`
 		TimeZone *string `json:"time_zone"`
 	}
-	if err := decodeBody(r, &in); err != nil {
+	if err := decodeBody(w, r, &in); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -180,7 +188,7 @@ func (s *Server) listLines(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) createLine(w http.ResponseWriter, r *http.Request) {
 	var in Line
-	if err := decodeBody(r, &in); err != nil {
+	if err := decodeBody(w, r, &in); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -214,7 +222,7 @@ type NewEquipment struct {
 
 func (s *Server) createEquipment(w http.ResponseWriter, r *http.Request) {
 	var in NewEquipment
-	if err := decodeBody(r, &in); err != nil {
+	if err := decodeBody(w, r, &in); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -279,7 +287,7 @@ func (s *Server) patchLine(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Name string `json:"name"`
 	}
-	if err := decodeBody(r, &in); err != nil {
+	if err := decodeBody(w, r, &in); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -375,7 +383,7 @@ func (s *Server) patchProduct(w http.ResponseWriter, r *http.Request) {
 		Name            *string  `json:"name"`
 		IdealCycleTimeS *float64 `json:"ideal_cycle_time_s"`
 	}
-	if err := decodeBody(r, &in); err != nil {
+	if err := decodeBody(w, r, &in); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -441,7 +449,7 @@ func (s *Server) listProducts(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) createProduct(w http.ResponseWriter, r *http.Request) {
 	var in Product
-	if err := decodeBody(r, &in); err != nil {
+	if err := decodeBody(w, r, &in); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -494,7 +502,7 @@ func (s *Server) listShifts(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) createShift(w http.ResponseWriter, r *http.Request) {
 	var in Shift
-	if err := decodeBody(r, &in); err != nil {
+	if err := decodeBody(w, r, &in); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -597,7 +605,7 @@ func (s *Server) patchShift(w http.ResponseWriter, r *http.Request) {
 		ValidFrom *string `json:"valid_from"`
 		ValidTo   *string `json:"valid_to"` // "" reopens it
 	}
-	if err := decodeBody(r, &in); err != nil {
+	if err := decodeBody(w, r, &in); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -725,7 +733,7 @@ func (s *Server) listPlannedStops(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) createPlannedStop(w http.ResponseWriter, r *http.Request) {
 	var in PlannedStop
-	if err := decodeBody(r, &in); err != nil {
+	if err := decodeBody(w, r, &in); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -759,7 +767,7 @@ func (s *Server) changePlannedStop(w http.ResponseWriter, r *http.Request) {
 		Reason *string    `json:"reason"`
 	}
 	if r.Method == http.MethodPatch {
-		if err := decodeBody(r, &in); err != nil {
+		if err := decodeBody(w, r, &in); err != nil {
 			s.fail(w, r, err)
 			return
 		}

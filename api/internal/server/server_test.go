@@ -199,6 +199,21 @@ func TestBadParametersAreNamed(t *testing.T) {
 	if code := call(t, ts, "GET", "tok-a", "/api/v1/nothing", "", &e); code != 404 || e.Error.Code != "not_found" {
 		t.Fatalf("unknown endpoint: %d %+v", code, e)
 	}
+	// A body past MaxBody is refused as too large, on every kind of write, without
+	// being read further; one at the bound is decoded (and refused for what it says).
+	big := `{"code":"x","name":"` + strings.Repeat("a", MaxBody) + `"}`
+	for _, c := range []struct{ method, path string }{
+		{"POST", "/api/v1/sites"}, {"PATCH", "/api/v1/equipment/filler-1"}, {"POST", "/api/v1/equipment/filler-1/maintenance"},
+	} {
+		e = errBody{}
+		if code := call(t, ts, c.method, "tok-a", c.path, big, &e); code != 413 || e.Error.Code != "body_too_large" || !strings.Contains(e.Error.Message, "65536 bytes") {
+			t.Errorf("%s %s with %d bytes: %d %+v, want 413 naming the bound", c.method, c.path, len(big), code, e)
+		}
+	}
+	atBound := `{"kind":"` + strings.Repeat("a", MaxBody-len(`{"kind":""}`)) + `"}`
+	if code := call(t, ts, "POST", "tok-a", "/api/v1/equipment/filler-1/maintenance", atBound, &e); code != 400 || !strings.HasPrefix(e.Error.Message, "kind:") {
+		t.Errorf("a body of exactly %d bytes: %d %+v, want it read and its kind refused", len(atBound), code, e)
+	}
 }
 
 func TestPatchIsAudited(t *testing.T) {
