@@ -65,6 +65,13 @@ type Config struct {
 	// up), with Strict-Transport-Security on every answer.
 	TLSCertFile string `yaml:"tls_cert_file"`
 	TLSKeyFile  string `yaml:"tls_key_file"`
+	// RateLimit bounds requests per second of one token and of one client address
+	// (bursts of twice as many); past it, 429 with Retry-After. Default 50 and 200;
+	// -1: no limit.
+	RateLimit struct {
+		Token   float64 `yaml:"token"`
+		Address float64 `yaml:"address"`
+	} `yaml:"rate_limit"`
 }
 
 func load(file string, getenv func(string) string) (*Config, error) {
@@ -98,6 +105,11 @@ func load(file string, getenv func(string) string) (*Config, error) {
 	if cfg.TLSCertFile != "" {
 		if _, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
 			return nil, fmt.Errorf("tls_cert_file, tls_key_file: %w", err)
+		}
+	}
+	for name, v := range map[string]float64{"rate_limit.token": cfg.RateLimit.Token, "rate_limit.address": cfg.RateLimit.Address} {
+		if v < 0 && v != -1 || v > 1e6 {
+			return nil, fmt.Errorf("%s %v: want requests per second, up to 1000000, or -1 for no limit", name, v)
 		}
 	}
 	if cfg.TokenCache < 0 || cfg.TokenCache > time.Hour {
@@ -186,7 +198,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector("takt-api"))
-	h := server.New(server.Deps{Primary: primary, Replicas: replicas, Log: log, Registry: reg, TokenCache: cfg.TokenCache, PII: keys})
+	h := server.New(server.Deps{Primary: primary, Replicas: replicas, Log: log, Registry: reg, TokenCache: cfg.TokenCache, PII: keys,
+		TokenRate: cfg.RateLimit.Token, AddressRate: cfg.RateLimit.Address})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http_addr: %w", err)

@@ -154,6 +154,7 @@ func TestConfigErrors(t *testing.T) {
 		"database_url: postgres://x@h/db\nread_replica_urls: ['postgres://x@[::1']\n": "read_replica_urls[0]",
 		"databse_url: postgres://x@h/db\n":                                            "line 1: databse_url: unknown key (did you mean \"database_url\"?)",
 		"http_addr: 127.0.0.1:8080\n":                                                 "database_url: missing",
+		"database_url: postgres://x@h/db\nrate_limit: {token: -5}\n":                  "rate_limit.token -5: want requests per second",
 	} {
 		os.WriteFile(f, []byte(yaml), 0o644)
 		err := run(context.Background(), []string{"-c", f, "validate"}, func(string) string { return "" }, io.Discard, io.Discard)

@@ -14,7 +14,8 @@ type metrics struct {
 	latency   *prometheus.HistogramVec
 	fallbacks prometheus.Counter
 
-	authFailures, authThrottled prometheus.Counter
+	authFailures, authThrottled, bogusHits prometheus.Counter
+	rateLimited                            *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -29,7 +30,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Help: "Requests with an unknown, revoked or expired token."})
 	m.authThrottled = prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_api_auth_throttled_total",
 		Help: "Requests refused (429) without a database query: their address presented too many unknown tokens."})
-	reg.MustRegister(m.requests, m.latency, m.fallbacks, m.authFailures, m.authThrottled)
+	m.bogusHits = prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_api_unknown_token_cache_hits_total",
+		Help: "Unknown tokens refused from the negative cache, without a database query."})
+	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "takt_api_rate_limited_total",
+		Help: "Requests refused (429) past the rate limit of their token or client address."}, []string{"by"})
+	reg.MustRegister(m.requests, m.latency, m.fallbacks, m.authFailures, m.authThrottled, m.bogusHits, m.rateLimited)
 	return m
 }
 

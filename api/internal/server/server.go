@@ -56,6 +56,10 @@ type Deps struct {
 	RequestTimeout time.Duration
 	// PII seals and opens personal data (required).
 	PII *pii.Keyring
+	// TokenRate and AddressRate bound the requests per second of one token and of
+	// one client address (bursts of twice as many); past them a request is a 429
+	// with Retry-After. 0 takes the default (50 and 200), a negative value none.
+	TokenRate, AddressRate float64
 }
 
 // Server serves the API.
@@ -64,6 +68,10 @@ type Server struct {
 	next    atomic.Uint64 // round robin over replicas
 	tokens  sync.Map      // sha256 → cachedToken
 	guard   *authThrottle // failed token lookups per client address
+	perTok  *authThrottle // requests per token; nil: unlimited
+	perAddr *authThrottle // requests per client address; nil: unlimited
+	bogus   sync.Map      // sha256 → time.Time: tokens the database did not know, until then
+	nBogus  atomic.Int64
 	m       *metrics
 	handler http.Handler
 }
@@ -119,7 +127,19 @@ func New(d Deps) *Server {
 	if d.RequestTimeout <= 0 {
 		d.RequestTimeout = 30 * time.Second
 	}
+	if d.TokenRate == 0 {
+		d.TokenRate = 50
+	}
+	if d.AddressRate == 0 {
+		d.AddressRate = 200
+	}
 	s := &Server{d: d, m: newMetrics(d.Registry), guard: newAuthThrottle(1, 20)}
+	if d.TokenRate > 0 {
+		s.perTok = newAuthThrottle(d.TokenRate, max(1, int(2*d.TokenRate)))
+	}
+	if d.AddressRate > 0 {
+		s.perAddr = newAuthThrottle(d.AddressRate, max(1, int(2*d.AddressRate)))
+	}
 	s.handler = s.routes()
 	return s
 }
@@ -189,6 +209,12 @@ func (s *Server) authScope(need Scope, next http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		client, now := clientOf(r), s.d.Now()
+		if s.perAddr != nil {
+			if ok, wait := s.perAddr.take(client, now); !ok {
+				s.limited(w, r, "address", wait)
+				return
+			}
+		}
 		if blocked, wait := s.guard.blocked(client, now); blocked {
 			s.m.authThrottled.Inc()
 			w.Header().Set("Retry-After", retryAfter(wait))
@@ -196,7 +222,8 @@ func (s *Server) authScope(need Scope, next http.HandlerFunc) http.HandlerFunc {
 				"too many unknown tokens from this address; retry after " + retryAfter(wait) + " s"})
 			return
 		}
-		p, err := s.lookup(r.Context(), h[len(prefix):])
+		sum := sha256.Sum256([]byte(h[len(prefix):]))
+		p, err := s.lookup(r.Context(), sum)
 		if err != nil {
 			var ae *apiError
 			if errors.As(err, &ae) && ae.status == http.StatusUnauthorized {
@@ -205,6 +232,12 @@ func (s *Server) authScope(need Scope, next http.HandlerFunc) http.HandlerFunc {
 			}
 			s.fail(w, r, err)
 			return
+		}
+		if s.perTok != nil {
+			if ok, wait := s.perTok.take(string(sum[:]), now); !ok {
+				s.limited(w, r, "token", wait)
+				return
+			}
 		}
 		want := need
 		if want == 0 {
@@ -222,12 +255,31 @@ func (s *Server) authScope(need Scope, next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-func (s *Server) lookup(ctx context.Context, token string) (principal, error) {
-	sum := sha256.Sum256([]byte(token))
+// limited answers 429 for a request past its rate limit (by token or address).
+func (s *Server) limited(w http.ResponseWriter, r *http.Request, by string, wait time.Duration) {
+	s.m.rateLimited.WithLabelValues(by).Inc()
+	w.Header().Set("Retry-After", retryAfter(wait))
+	s.fail(w, r, &apiError{http.StatusTooManyRequests, "rate_limited",
+		"too many requests from this " + by + "; retry after " + retryAfter(wait) + " s"})
+}
+
+// maxBogus bounds the negative cache of unknown tokens; when full it is emptied.
+const maxBogus = 100_000
+
+var errUnknownToken = &apiError{http.StatusUnauthorized, "unauthorized", "unknown, revoked or expired token"}
+
+// lookup finds the token whose SHA-256 is sum.
+func (s *Server) lookup(ctx context.Context, sum [sha256.Size]byte) (principal, error) {
 	now := s.d.Now()
 	if c, ok := s.tokens.Load(sum); ok && c.(cachedToken).until.After(now) {
 		ct := c.(cachedToken)
 		return principal{ct.tenant, "token:" + ct.name, ct.scope}, nil
+	}
+	// A token the database did not know within TokenCache costs no query again
+	// (a token is random: one made since was never presented before).
+	if until, ok := s.bogus.Load(sum); ok && until.(time.Time).After(now) {
+		s.m.bogusHits.Inc()
+		return principal{}, errUnknownToken
 	}
 	var tenant, name, scope string
 	var expires *time.Time
@@ -235,7 +287,12 @@ func (s *Server) lookup(ctx context.Context, token string) (principal, error) {
 		WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)`, sum[:], now).Scan(&tenant, &name, &scope, &expires)
 	if errors.Is(err, pgx.ErrNoRows) {
 		s.tokens.Delete(sum)
-		return principal{}, &apiError{http.StatusUnauthorized, "unauthorized", "unknown, revoked or expired token"}
+		if s.nBogus.Add(1) > maxBogus {
+			s.bogus.Clear()
+			s.nBogus.Store(1)
+		}
+		s.bogus.Store(sum, now.Add(s.d.TokenCache))
+		return principal{}, errUnknownToken
 	}
 	if err != nil {
 		return principal{}, err

@@ -787,3 +787,68 @@ func auditActors(t *testing.T, pool *pgxpool.Pool, where string) []string {
 	}
 	return out
 }
+
+// Rate limits per token and per client address: past its budget a request is a 429
+// with Retry-After, counted by what limited it, and other tokens and addresses go
+// on. A token the database does not know is refused from a negative cache the
+// second time, without a query.
+func TestRateLimitsAndTheNegativeCache(t *testing.T) {
+	pool := fixture(t)
+	serve := func(tokenRate, addressRate float64) (*Server, func(token, addr string) *httptest.ResponseRecorder) {
+		s := New(Deps{Primary: pool, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry(),
+			PII: testkit.PIIKeyring(t), TokenRate: tokenRate, AddressRate: addressRate})
+		return s, func(token, addr string) *httptest.ResponseRecorder {
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest("GET", "/api/v1/equipment", nil)
+			req.RemoteAddr = addr + ":5000"
+			req.Header.Set("Authorization", "Bearer "+token)
+			s.ServeHTTP(rec, req)
+			return rec
+		}
+	}
+	// 2/s per token: a burst of 4, then 429 by token; another token from the same
+	// address goes on.
+	s, get := serve(2, -1)
+	codes := map[int]int{}
+	for range 6 {
+		codes[get("tok-a", "192.0.2.1").Code]++
+	}
+	if codes[200] != 4 || codes[429] != 2 {
+		t.Fatalf("6 quick requests of one token at 2/s: %v, want 4 answered and 2 refused", codes)
+	}
+	rec := get("tok-a", "192.0.2.1")
+	if rec.Code != 429 || rec.Header().Get("Retry-After") == "" || !strings.Contains(rec.Body.String(), "too many requests from this token") {
+		t.Fatalf("past the token's budget: %d %q %s", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+	}
+	if rec := get("tok-b", "192.0.2.1"); rec.Code != 200 {
+		t.Fatalf("another token from the same address: %d", rec.Code)
+	}
+	if v := testutil.ToFloat64(s.m.rateLimited.WithLabelValues("token")); v != 3 {
+		t.Fatalf("takt_api_rate_limited_total{by=token} = %v, want 3", v)
+	}
+	// The same unknown token twice: one query, then the negative cache.
+	for range 2 {
+		if rec := get("not-a-token", "192.0.2.3"); rec.Code != 401 {
+			t.Fatalf("unknown token: %d", rec.Code)
+		}
+	}
+	if v := testutil.ToFloat64(s.m.bogusHits); v != 1 {
+		t.Fatalf("takt_api_unknown_token_cache_hits_total = %v, want 1", v)
+	}
+	// 10/s per address: a burst of 20 whatever the tokens, then 429 by address;
+	// another address goes on.
+	s, get = serve(-1, 10)
+	codes = map[int]int{}
+	for i := range 24 {
+		codes[get([]string{"tok-b", "tok-read", "tok-manage"}[i%3], "192.0.2.2").Code]++
+	}
+	if codes[200] != 20 || codes[429] != 4 || !strings.Contains(get("tok-b", "192.0.2.2").Body.String(), "from this address") {
+		t.Fatalf("24 quick requests from one address at 10/s: %v, want 20 answered and 4 refused by address", codes)
+	}
+	if rec := get("tok-b", "192.0.2.9"); rec.Code != 200 {
+		t.Fatalf("another address: %d", rec.Code)
+	}
+	if v := testutil.ToFloat64(s.m.rateLimited.WithLabelValues("address")); v != 5 {
+		t.Fatalf("takt_api_rate_limited_total{by=address} = %v, want 5", v)
+	}
+}

@@ -10,11 +10,12 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// authThrottle bounds how often one client address may present a token the
-// database does not know: each unknown token costs a query on the primary, so a
-// client guessing tokens is answered 429, without a query, once it has failed
-// Burst times faster than Rate. Good tokens are never throttled. At most maxClients
-// addresses are tracked; the least recently failing are forgotten first.
+// authThrottle is a token bucket per key. As the guard, it bounds how often one
+// client address may present a token the database does not know: each unknown token
+// costs a query on the primary, so a client guessing tokens is answered 429, without
+// a query, once it has failed Burst times faster than Rate (blocked, failed). As a
+// rate limit it bounds the requests of one token or one address (take). At most
+// maxClients keys are tracked; the least recently seen are forgotten first.
 type authThrottle struct {
 	rate  rate.Limit
 	burst int
@@ -55,6 +56,26 @@ func (a *authThrottle) blocked(client string, now time.Time) (bool, time.Duratio
 		return false, 0
 	}
 	return true, time.Duration((1 - tokens) / float64(a.rate) * float64(time.Second))
+}
+
+// take spends one request of key's budget when there is one left, else it reports
+// how long until there is.
+func (a *authThrottle) take(key string, now time.Time) (bool, time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c, ok := a.clients[key]
+	if !ok {
+		if len(a.clients) >= maxClients {
+			a.forgetOldest()
+		}
+		c = &throttled{lim: rate.NewLimiter(a.rate, a.burst)}
+		a.clients[key] = c
+	}
+	c.last = now
+	if c.lim.AllowN(now, 1) {
+		return true, 0
+	}
+	return false, time.Duration((1 - c.lim.TokensAt(now)) / float64(a.rate) * float64(time.Second))
 }
 
 // failed counts one failed authentication of the client.
