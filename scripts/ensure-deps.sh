@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what `make test` and `make demo` need on a fresh Debian machine:
 # PostgreSQL server binaries (initdb, postgres), Mosquitto and its clients, kcat, curl,
-# Node.js with npm, and Chromium, through apt-get when missing. Go itself must already
+# promtool (prometheus), Node.js with npm, and Chromium, through apt-get when missing. Go itself must already
 # be installed (go 1.26).
 set -euo pipefail
 
@@ -22,6 +22,10 @@ if ! command -v mosquitto_sub >/dev/null 2>&1; then
 fi
 if ! command -v curl >/dev/null 2>&1; then
   missing+=(curl)
+fi
+# promtool (Debian's prometheus package): the alert rules' unit tests.
+if ! command -v promtool >/dev/null 2>&1; then
+  missing+=(prometheus)
 fi
 # Chromium: the dashboard test drives it headless.
 if ! command -v chromium >/dev/null 2>&1; then

@@ -34,6 +34,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Help: "Unknown tokens refused from the negative cache, without a database query."})
 	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "takt_api_rate_limited_total",
 		Help: "Requests refused (429) past the rate limit of their token or client address."}, []string{"by"})
+	for _, by := range []string{"token", "address"} {
+		m.rateLimited.WithLabelValues(by) // at zero from the start, so that rate() sees the first
+	}
 	reg.MustRegister(m.requests, m.latency, m.fallbacks, m.authFailures, m.authThrottled, m.bogusHits, m.rateLimited)
 	return m
 }

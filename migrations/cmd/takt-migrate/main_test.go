@@ -32,12 +32,12 @@ func TestCommands(t *testing.T) {
 		wantErr string
 	}{
 		{[]string{"status"}, "pending", ""},
-		{[]string{"up"}, "applied 00020_pii.sql", ""},
+		{[]string{"up"}, "applied 00021_reader_role.sql", ""},
 		{[]string{"up"}, "up to date", ""},
 		{[]string{"status"}, "applied 20", ""},
 		{[]string{"partitions", "-ahead", "3"}, "created 3 partition(s)", ""},
 		{[]string{"partitions", "-ahead", "3", "-retention", "30"}, "created 0 partition(s)", ""},
-		{[]string{"down"}, "rolled back 00020_pii.sql", ""},
+		{[]string{"down"}, "rolled back 00021_reader_role.sql", ""},
 		{[]string{"partitions", "-ahead", "0"}, "", "-ahead 0: want 1 to 3660"},
 		{[]string{"sideways"}, "", `unknown command "sideways"`},
 		{nil, "", "no command given"},

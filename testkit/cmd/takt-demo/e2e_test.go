@@ -191,8 +191,27 @@ SELECT tenant_id, id, 'filler-1', 'Filler', 0.4, 120 FROM w`)
 	apiPort, _ := testkit.FreePort()
 	apiAddr := fmt.Sprintf("127.0.0.1:%d", apiPort)
 
+	// Every process on a port of its own, so that the metrics dashboards and rules
+	// name can be scraped from each.
+	ports := make([]int, 4)
+	for i := range ports {
+		ports[i], _ = testkit.FreePort()
+	}
+	agentMetrics, ingestHTTP, aggHTTP, modbusPort := ports[0], ports[1], ports[2], ports[3]
+	// Besides OPC UA, plcsim's Modbus server gives the machine's temperature, as a
+	// measurement (it does not enter OEE).
+	modbus := ""
+	if !nodeOPCUA {
+		modbus = fmt.Sprintf(`
+    modbus:
+      - name: plc-mb
+        url: tcp://127.0.0.1:%d
+        interval: 500ms
+        tags:
+          - {name: temperature, address: 12, type: float32, byte_order: CDAB}`, modbusPort)
+	}
 	agentCfg := filepath.Join(dir, "agent.yaml")
-	os.WriteFile(agentCfg, []byte(fmt.Sprintf(`agent: {id: gw-e2e, tenant: e2e, metrics_addr: "127.0.0.1:0", heartbeat: 10ms}
+	os.WriteFile(agentCfg, []byte(fmt.Sprintf(`agent: {id: gw-e2e, tenant: e2e, metrics_addr: "127.0.0.1:%d", heartbeat: 10ms}
 mqtt: {url: %q}
 buffer: {dir: %q}
 publish: {linger: 100ms}
@@ -209,12 +228,12 @@ equipment:
         tags:
           - {name: state, role: state, namespace_uri: %q, node_id: "s=filler-1.State", states: {1: {state: RUNNING}, 2: {state: SETUP}, 3: {state: STOPPED_UNPLANNED, reason: 100}, 4: {state: STOPPED_UNPLANNED, reason: 1}, 6: {state: PLANNED_DOWN}, 7: {state: NOT_SCHEDULED}}}
           - {name: count_total, role: counter, counter: total, namespace_uri: %q, node_id: "s=filler-1.TotalCount"}
-          - {name: count_scrap, role: counter, counter: scrap, namespace_uri: %q, node_id: "s=filler-1.ScrapCount"}
-`, mq.URL(), filepath.Join(dir, "buffer"), opcPort, "urn:takt:plcsim", "urn:takt:plcsim", "urn:takt:plcsim")), 0o644)
+          - {name: count_scrap, role: counter, counter: scrap, namespace_uri: %q, node_id: "s=filler-1.ScrapCount"}%s
+`, agentMetrics, mq.URL(), filepath.Join(dir, "buffer"), opcPort, "urn:takt:plcsim", "urn:takt:plcsim", "urn:takt:plcsim", modbus)), 0o644)
 	ingestCfg := filepath.Join(dir, "ingest.yaml")
-	os.WriteFile(ingestCfg, []byte("http_addr: 127.0.0.1:0\ntimestamps: {max_age: 87600h}\nbridge:\n  client_id: e2e-bridge\n  subscription: plain\n  topics: ['takt/v1/e2e/#']\nsink:\n  linger: 50ms\n"), 0o644)
+	os.WriteFile(ingestCfg, []byte(fmt.Sprintf("http_addr: 127.0.0.1:%d\n", ingestHTTP)+"timestamps: {max_age: 87600h}\nbridge:\n  client_id: e2e-bridge\n  subscription: plain\n  topics: ['takt/v1/e2e/#']\nsink:\n  linger: 50ms\n"), 0o644)
 	aggCfg := filepath.Join(dir, "aggregator.yaml")
-	os.WriteFile(aggCfg, []byte("http_addr: 127.0.0.1:0\nrecompute_every: 200ms\nlinger: 50ms\n"), 0o644)
+	os.WriteFile(aggCfg, []byte(fmt.Sprintf("http_addr: 127.0.0.1:%d\n", aggHTTP)+"recompute_every: 200ms\nlinger: 50ms\n"), 0o644)
 
 	env := []string{"DATABASE_URL=" + db.URL, "TAKT_PII_KEYS=" + testkit.PIIKeys(), "TAKT_KAFKA_BROKERS=" + strings.Join(k.Brokers(), ","), "TAKT_MQTT_URL=" + mq.URL()}
 	var procs []*child
@@ -251,7 +270,7 @@ equipment:
 	if nodeOPCUA {
 		testkit.StartNodeScript(t, "testdata/replay-server.js", fmt.Sprint(opcPort), scriptFile, simStart.Format(time.RFC3339), "600")
 	} else {
-		start("plcsim", nil, "-machines", "1", "-port", "0", "-opcua-port", fmt.Sprint(opcPort), "-script", scriptFile,
+		start("plcsim", nil, "-machines", "1", "-port", fmt.Sprint(modbusPort), "-opcua-port", fmt.Sprint(opcPort), "-script", scriptFile,
 			"-start", simStart.Format(time.RFC3339), "-speed", "600")
 	}
 	agent := start("takt-agent", nil, "run", "-c", agentCfg)
@@ -326,6 +345,12 @@ equipment:
 		t.Errorf("good: served %v, want %d", got.Total["good_count"], want.GoodCount)
 	}
 	t.Logf("shift 06:00-14:00: OEE %.6f (A %.6f, P %.6f, Q %.6f), %d parts", *want.OEE, *want.Availability, *want.Performance, *want.Quality, want.TotalCount)
+	if !nodeOPCUA && !kill {
+		// Every metric the Grafana fleet dashboard and the Prometheus rules name is
+		// exposed by a real process of the pipeline.
+		checkMetricsExist(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", agentMetrics), fmt.Sprintf("http://127.0.0.1:%d/metrics", ingestHTTP),
+			fmt.Sprintf("http://127.0.0.1:%d/metrics", aggHTTP), fmt.Sprintf("http://%s/metrics", apiAddr))
+	}
 }
 
 // checkRoleLimits shows, after a least-privilege run, that each service's role could
