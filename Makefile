@@ -8,7 +8,7 @@ TEST_TIMEOUT ?= 20m
 # run can end in "context deadline exceeded" while a worker is busy); make fuzz, FUZZTIME.
 TEST_FUZZTIME ?= 500x
 
-.PHONY: all deps build vet test bench fuzz demo tidy
+.PHONY: all deps build vet test bench fuzz demo tidy package
 
 all: build
 
@@ -26,6 +26,11 @@ vet:
 test: deps build vet
 	@set -e; for d in $(MODULES); do echo "== test $$(basename $$d)"; (cd $$d && $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...); done
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
+
+# The Debian packages (takt-agent, takt-services) for amd64, arm64 and armhf, into dist/.
+VERSION ?= 0.1.0
+package:
+	@cd packaging && $(GO) run ./cmd/takt-package -version $(VERSION) -out ../dist
 
 # Benchmarks; prints `BENCH <name> <value> <unit>` lines (full output on stderr).
 bench: deps

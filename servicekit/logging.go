@@ -40,10 +40,23 @@ func Logger(getenv func(string) string, w io.Writer) (*slog.Logger, error) {
 	return l, nil
 }
 
-// Version says which build this is: the module version, the VCS revision and time
-// the binary was built from when Go recorded them, and the Go version.
+// Release and Revision, when the build sets them (go build -ldflags "-X
+// takt.dev/servicekit.Release=0.1.0 -X takt.dev/servicekit.Revision=abc123", as
+// takt-package does), name the build instead of what Go recorded.
+var Release, Revision string
+
+// Version says which build this is: the release and VCS revision the build was
+// given, or else those Go recorded, and the Go version.
 func Version() (version, revision, goVersion string) {
 	version, revision, goVersion = "devel", "unknown", "unknown"
+	defer func() {
+		if Release != "" {
+			version = Release
+		}
+		if Revision != "" {
+			revision = Revision
+		}
+	}()
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return

@@ -32,6 +32,7 @@ func main() {
 const usage = `usage: takt-migrate [-database URL] COMMAND
 
 Commands:
+  --version   print the build
   up          apply every pending migration
   down        roll back the most recent migration
   status      list migrations and whether each is applied
@@ -46,6 +47,10 @@ The database URL is -database, or DATABASE_URL when the flag is not given.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version" || args[0] == "version") {
+		fmt.Fprintln(stdout, servicekit.VersionLine("takt-migrate"))
+		return nil
+	}
 
 	fl := flag.NewFlagSet("takt-migrate", flag.ContinueOnError)
 	fl.SetOutput(stderr)
