@@ -27,13 +27,14 @@ const EnvDatabaseURL = "TAKT_TEST_DATABASE_URL"
 
 var shared struct {
 	sync.Mutex
-	main     bool
-	root     string
-	pg       *PostgresServer
-	external *url.URL
-	template string
-	mq       *MosquittoServer
-	closers  []func() error
+	main      bool
+	root      string
+	pg        *PostgresServer
+	external  *url.URL
+	template  string
+	ownerMade bool
+	mq        *MosquittoServer
+	closers   []func() error
 }
 
 var dbCounter atomic.Int64
@@ -142,8 +143,9 @@ func serverURL(t testing.TB, name string) string {
 // Database is a fresh database of its own for one test, with Takt's migrations
 // applied, dropped when the test ends.
 type Database struct {
-	Name string
-	URL  string // as the server's superuser (or the TAKT_TEST_DATABASE_URL role): owner of every table
+	Name  string
+	URL   string // as Owner, who migrated it and owns every table, not a superuser (or as the TAKT_TEST_DATABASE_URL role)
+	Admin string // as the server's superuser (or that role): for what only a DBA may do
 }
 
 // NewDatabase creates a database for t from a migrated template.
@@ -161,11 +163,19 @@ func newDatabase(t testing.TB, migrated bool) *Database {
 	shared.Lock()
 	defer shared.Unlock()
 	admin := serverURL(t, "postgres")
+	owner := testOwner(t, admin)
 	template := "template0"
 	if migrated && shared.template == "" {
 		name := fmt.Sprintf("takt_template_%d", os.Getpid())
-		if err := createTemplate(admin, serverURL(t, name), name); err != nil {
+		if err := createTemplate(admin, ownerURL(t, name), name, owner); err != nil {
 			t.Fatalf("testkit: template database: %v", err)
+		}
+		if owner != "" {
+			// Tests hand Database.URL to the API too, which switches to takt_app in
+			// every request, as its own role (a member, migration 00018) does.
+			if err := execAdmin(admin, "GRANT takt_app TO "+owner); err != nil {
+				t.Fatalf("testkit: %v", err)
+			}
 		}
 		shared.template = name
 		shared.closers = append(shared.closers, func() error { return dropDatabase(admin, name) })
@@ -174,7 +184,7 @@ func newDatabase(t testing.TB, migrated bool) *Database {
 		template = shared.template
 	}
 	name := fmt.Sprintf("takt_test_%d_%d", os.Getpid(), dbCounter.Add(1))
-	if err := execAdmin(admin, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", name, template)); err != nil {
+	if err := execAdmin(admin, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s%s", name, template, ownedBy(owner))); err != nil {
 		t.Fatalf("testkit: create database: %v", err)
 	}
 	t.Cleanup(func() {
@@ -187,7 +197,57 @@ func newDatabase(t testing.TB, migrated bool) *Database {
 			t.Logf("testkit: drop database %s: %v", name, err)
 		}
 	})
-	return &Database{Name: name, URL: serverURL(t, name)}
+	return &Database{Name: name, URL: ownerURL(t, name), Admin: serverURL(t, name)}
+}
+
+// Owner is the role that migrates and owns every test database on a private server.
+// It is not a superuser (CREATEROLE, for the migrations' group roles): every test,
+// and every service a test starts with Database.URL, runs with no superuser, as a
+// least-privilege deployment's migrations do.
+const Owner = "takt_owner"
+
+// testOwner makes Owner on the private server once and returns it; on a server of
+// TAKT_TEST_DATABASE_URL, whose role may not create roles, that role owns the
+// databases ("" here: CREATE DATABASE's default). The caller holds shared.
+func testOwner(t testing.TB, admin string) string {
+	t.Helper()
+	if os.Getenv(EnvDatabaseURL) != "" {
+		return ""
+	}
+	if !shared.ownerMade {
+		err := execAdmin(admin, `DO $$ BEGIN
+			IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '`+Owner+`') THEN
+				CREATE ROLE `+Owner+` LOGIN NOSUPERUSER CREATEROLE NOBYPASSRLS;
+			END IF; END $$`)
+		if err != nil {
+			t.Fatalf("testkit: the owner role: %v", err)
+		}
+		shared.ownerMade = true
+	}
+	return Owner
+}
+
+// ownedBy is CREATE DATABASE's OWNER clause for owner ("": none).
+func ownedBy(owner string) string {
+	if owner == "" {
+		return ""
+	}
+	return " OWNER " + owner
+}
+
+// ownerURL is the URL of database name as the owner of the test databases.
+func ownerURL(t testing.TB, name string) string {
+	t.Helper()
+	raw := serverURL(t, name)
+	if os.Getenv(EnvDatabaseURL) != "" {
+		return raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(Owner)
+	return u.String()
 }
 
 // Pool returns a connection pool to the database, closed when the test ends.
@@ -201,8 +261,8 @@ func (d *Database) Pool(t testing.TB) *pgxpool.Pool {
 	return p
 }
 
-func createTemplate(admin, tplURL, name string) error {
-	if err := execAdmin(admin, "CREATE DATABASE "+name); err != nil {
+func createTemplate(admin, tplURL, name, owner string) error {
+	if err := execAdmin(admin, "CREATE DATABASE "+name+ownedBy(owner)); err != nil {
 		return err
 	}
 	db, err := migrations.Open(tplURL)

@@ -419,12 +419,18 @@ func TestSinkRole(t *testing.T) {
 	owner := db.Pool(t)
 	k := testkit.Kafka(t)
 	ctx := context.Background()
+	// Only a superuser (the DBA) may give BYPASSRLS.
+	dba, err := pgxpool.New(ctx, db.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dba.Close)
 	as := func(attrs string) *pgxpool.Pool {
 		login := fmt.Sprintf("takt_sink_test_%d", time.Now().UnixNano())
-		if _, err := owner.Exec(ctx, `CREATE ROLE `+login+` LOGIN `+attrs); err != nil {
+		if _, err := dba.Exec(ctx, `CREATE ROLE `+login+` LOGIN `+attrs); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { owner.Exec(context.Background(), `DROP ROLE IF EXISTS `+login) })
+		t.Cleanup(func() { dba.Exec(context.Background(), `DROP ROLE IF EXISTS `+login) })
 		cfg := owner.Config().Copy()
 		cfg.ConnConfig.User = login
 		pool, err := pgxpool.NewWithConfig(ctx, cfg)

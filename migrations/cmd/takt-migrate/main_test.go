@@ -88,6 +88,9 @@ func TestAuditVerify(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// On a failure below, the transaction gives its connection back before the
+			// pool closes (which would wait for it forever).
+			t.Cleanup(func() { tx.Rollback(context.Background()) })
 			if _, err := tx.Exec(ctx, `SELECT set_config('role', 'takt_app', true), set_config('app.tenant', $1, true)`, tn); err != nil {
 				t.Fatal(err)
 			}
