@@ -38,6 +38,8 @@ var PostgresSettings = []string{
 	"shared_buffers=128MB",
 	"max_wal_size=2GB",
 	"log_min_messages=warning",
+	// Query statistics, as docs/operations.md recommends (the database dashboard reads them).
+	"shared_preload_libraries=pg_stat_statements",
 }
 
 // StartPostgres makes a cluster in dir (which must be empty or not exist) and starts it.

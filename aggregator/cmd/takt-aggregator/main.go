@@ -33,6 +33,7 @@ import (
 	"takt.dev/plant/store"
 	"takt.dev/servicekit"
 	"takt.dev/servicekit/buildinfo"
+	"takt.dev/servicekit/poolstats"
 	"takt.dev/servicekit/kafkalink"
 )
 
@@ -128,7 +129,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer pool.Close()
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector("takt-aggregator"))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector("takt-aggregator"),
+		poolstats.New(map[string]*pgxpool.Pool{"primary": pool}))
 	ktls, ksasl, _ := cfg.Kafka.Parts() // checked by load
 	svc, err := service.New(service.Config{KafkaBrokers: cfg.Kafka.Brokers, KafkaTLS: ktls, KafkaSASL: ksasl, TopicPrefix: cfg.Kafka.TopicPrefix,
 		Group: cfg.Kafka.Group, BatchRecords: cfg.BatchRecords,

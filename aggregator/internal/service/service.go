@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -135,6 +136,7 @@ func (s *Service) consume(ctx context.Context) error {
 				continue
 			}
 			fetchBackoff.Reset()
+			s.m.lag.WithLabelValues(m.Topic, strconv.Itoa(m.Partition)).Set(float64(max(0, m.HighWaterMark-m.Offset-1)))
 			batch = append(batch, m)
 			if m.Topic == s.cfg.TopicPrefix+schemas.KafkaStatus {
 				st, err := schemas.DecodeStatus(m.Value)
@@ -295,6 +297,7 @@ type metrics struct {
 	states, readings, retries, days, unknownTenant, failures prometheus.Counter
 	refused, agentStatus, anomalies                          *prometheus.CounterVec
 	dirty, setAside, oldestDirty                             prometheus.Gauge
+	lag                                                      *prometheus.GaugeVec
 	recompute                                                prometheus.Histogram
 }
 
@@ -318,10 +321,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		unknownTenant: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_aggregator_unknown_tenant_days_total",
 			Help: "Equipment-days not computed because their tenant is not registered (their observations are kept)."}),
 		recompute: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "takt_aggregator_recompute_seconds", Help: "Time to compute and write one equipment-day.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "takt_aggregator_lag_records",
+			Help: "Records behind the partition's high-water mark at the last fetch (consumer lag)."}, []string{"topic", "partition"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.states, m.readings, m.refused, m.retries, m.days, m.unknownTenant, m.recompute,
-			m.agentStatus, m.failures, m.dirty, m.setAside, m.oldestDirty, m.anomalies)
+			m.agentStatus, m.failures, m.dirty, m.setAside, m.oldestDirty, m.anomalies, m.lag)
 	}
 	return m
 }

@@ -43,6 +43,7 @@ import (
 	"takt.dev/schemas"
 	"takt.dev/servicekit"
 	"takt.dev/servicekit/buildinfo"
+	"takt.dev/servicekit/poolstats"
 	"takt.dev/servicekit/pii"
 )
 
@@ -197,7 +198,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		replicas = append(replicas, p)
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector("takt-api"))
+	pools := map[string]*pgxpool.Pool{"primary": primary}
+	for i, p := range replicas {
+		pools[fmt.Sprintf("replica-%d", i)] = p
+	}
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector("takt-api"),
+		poolstats.New(pools))
 	h := server.New(server.Deps{Primary: primary, Replicas: replicas, Log: log, Registry: reg, TokenCache: cfg.TokenCache, PII: keys,
 		TokenRate: cfg.RateLimit.Token, AddressRate: cfg.RateLimit.Address})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)

@@ -37,6 +37,7 @@ import (
 	"takt.dev/schemas"
 	"takt.dev/servicekit"
 	"takt.dev/servicekit/buildinfo"
+	"takt.dev/servicekit/poolstats"
 	"takt.dev/servicekit/kafkalink"
 )
 
@@ -231,6 +232,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 				return fmt.Errorf("database_url: %w", err)
 			}
 			defer pool.Close()
+			reg.MustRegister(poolstats.New(map[string]*pgxpool.Pool{"primary": pool}))
 			if s, err = sink.New(cfg.sinkConfig(), pool, log.With("stage", "sink"), reg); err != nil {
 				return err
 			}

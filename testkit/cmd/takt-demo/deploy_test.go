@@ -248,3 +248,53 @@ INSERT INTO oee_window (tenant_id, equipment, granularity, starts_at, ends_at, p
 		}
 	}
 }
+
+// The database dashboard's SQL runs as a reporting login (a member of takt_reader
+// and pg_read_all_stats, as docs/operations.md sets it up) once pg_stat_statements
+// is loaded and created, and shows the statements that ran.
+func TestDatabaseDashboardQueries(t *testing.T) {
+	ctx := context.Background()
+	db := testkit.NewDatabase(t)
+	dba, err := pgx.Connect(ctx, db.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dba.Close(ctx)
+	login := fmt.Sprintf("takt_grafana_db_test_%d", os.Getpid())
+	for _, sql := range []string{`CREATE EXTENSION IF NOT EXISTS pg_stat_statements`,
+		`CREATE ROLE ` + login + ` LOGIN IN ROLE takt_reader, pg_read_all_stats`,
+		`SELECT count(*) FROM oee_window`} {
+		if _, err := dba.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v (make test's PostgreSQL loads pg_stat_statements: shared_preload_libraries)", sql, err)
+		}
+	}
+	t.Cleanup(func() { dba.Exec(context.Background(), `DROP ROLE IF EXISTS `+login) })
+	cfg, _ := pgx.ParseConfig(db.URL)
+	cfg.User = login
+	reader, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close(ctx)
+	for _, p := range readDashboard(t, "takt-database.json").Panels {
+		for _, tg := range p.Targets {
+			rows, err := reader.Query(ctx, tg.RawSQL)
+			if err != nil {
+				t.Fatalf("panel %q: %v\n%s", p.Title, err, tg.RawSQL)
+			}
+			got, err := pgx.CollectRows(rows, pgx.RowToMap)
+			if err != nil || len(got) == 0 {
+				t.Fatalf("panel %q: %d rows, %v", p.Title, len(got), err)
+			}
+			if strings.Contains(p.Title, "pg_stat_statements") {
+				var seen bool
+				for _, r := range got {
+					seen = seen || strings.Contains(fmt.Sprint(r["statement"]), "FROM oee_window")
+				}
+				if !seen {
+					t.Fatalf("panel %q does not show the statement that ran: %v", p.Title, got)
+				}
+			}
+		}
+	}
+}
