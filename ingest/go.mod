@@ -9,6 +9,7 @@ require (
 	github.com/prometheus/client_golang v1.23.2
 	github.com/segmentio/kafka-go v0.4.51
 	golang.org/x/sync v0.25.0
+	takt.dev/migrations v0.0.0
 	takt.dev/schemas v0.0.0
 	takt.dev/servicekit v0.0.0
 	takt.dev/testkit v0.0.0
@@ -44,7 +45,6 @@ require (
 	golang.org/x/text v0.44.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
-	takt.dev/migrations v0.0.0 // indirect
 )
 
 replace (

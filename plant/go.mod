@@ -3,7 +3,7 @@ module takt.dev/plant
 go 1.26.8
 
 require (
-	github.com/jackc/pgx/v5 v5.12.0
+	github.com/jackc/pgx/v5 v5.13.0
 	takt.dev/schemas v0.0.0
 	takt.dev/servicekit v0.0.0
 )
