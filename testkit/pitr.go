@@ -85,15 +85,8 @@ func (s *PostgresServer) ArchiveNow(ctx context.Context) error {
 // committed at or before it), promoted, and started on a port of its own: the
 // procedure of docs/operations.md.
 func RestorePostgres(backup, archive, dir string, target time.Time) (*PostgresServer, error) {
-	initdb, err := findProgram("initdb", "/usr/lib/postgresql/*/bin/initdb")
+	s, _, err := newPostgres(dir)
 	if err != nil {
-		return nil, err
-	}
-	s := &PostgresServer{Dir: dir, bin: filepath.Dir(initdb)}
-	if s.Port, err = FreePort(); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	cp := exec.Command("cp", "-a", backup, s.dataDir())

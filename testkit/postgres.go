@@ -80,16 +80,23 @@ func StartPostgresTLS(dir string) (*PostgresServer, *PKI, error) {
 	return s, pki, s.Start()
 }
 
-func initPostgres(dir string) (*PostgresServer, error) {
-	initdb, err := findProgram("initdb", "/usr/lib/postgresql/*/bin/initdb")
+// newPostgres is a server in dir (made), on a free port, not initialised yet; initdb
+// is the program that would initialise it.
+func newPostgres(dir string) (s *PostgresServer, initdb string, err error) {
+	initdb, err = findProgram("initdb", "/usr/lib/postgresql/*/bin/initdb")
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	s := &PostgresServer{Dir: dir, bin: filepath.Dir(initdb)}
+	s = &PostgresServer{Dir: dir, bin: filepath.Dir(initdb)}
 	if s.Port, err = FreePort(); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	return s, initdb, os.MkdirAll(dir, 0o700)
+}
+
+func initPostgres(dir string) (*PostgresServer, error) {
+	s, initdb, err := newPostgres(dir)
+	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(initdb, "-D", s.dataDir(), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync")

@@ -261,6 +261,30 @@ func (d *Database) Pool(t testing.TB) *pgxpool.Pool {
 	return p
 }
 
+// Login makes a login role with attrs ("IN ROLE takt_ingest", "BYPASSRLS"...) as
+// the DBA, dropped when the test ends, and returns a pool to the database as it.
+func (d *Database) Login(t testing.TB, attrs string) *pgxpool.Pool {
+	t.Helper()
+	role := fmt.Sprintf("takt_login_%d_%d", os.Getpid(), dbCounter.Add(1))
+	if err := execAdmin(d.Admin, "CREATE ROLE "+role+" LOGIN "+attrs); err != nil {
+		t.Fatalf("testkit: CREATE ROLE ... LOGIN %s: %v", attrs, err)
+	}
+	cfg, err := pgxpool.ParseConfig(d.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.User = role
+	p, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.Close()
+		execAdmin(d.Admin, "DROP ROLE IF EXISTS "+role)
+	})
+	return p
+}
+
 func createTemplate(admin, tplURL, name, owner string) error {
 	if err := execAdmin(admin, "CREATE DATABASE "+name+ownedBy(owner)); err != nil {
 		return err

@@ -418,28 +418,7 @@ func TestSinkRole(t *testing.T) {
 	db := testkit.NewDatabase(t)
 	owner := db.Pool(t)
 	k := testkit.Kafka(t)
-	ctx := context.Background()
-	// Only a superuser (the DBA) may give BYPASSRLS.
-	dba, err := pgxpool.New(ctx, db.Admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(dba.Close)
-	as := func(attrs string) *pgxpool.Pool {
-		login := fmt.Sprintf("takt_sink_test_%d", time.Now().UnixNano())
-		if _, err := dba.Exec(ctx, `CREATE ROLE `+login+` LOGIN `+attrs); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { dba.Exec(context.Background(), `DROP ROLE IF EXISTS `+login) })
-		cfg := owner.Config().Copy()
-		cfg.ConnConfig.User = login
-		pool, err := pgxpool.NewWithConfig(ctx, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(pool.Close)
-		return pool
-	}
+	as := func(attrs string) *pgxpool.Pool { return db.Login(t, attrs) } // as the DBA: only a superuser may give BYPASSRLS
 	for _, c := range []struct{ attrs, want string }{
 		{"IN ROLE takt_ingest", "subject to row-level security on samples"},
 		{"BYPASSRLS", "make it a member of takt_ingest"},

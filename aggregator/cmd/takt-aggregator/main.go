@@ -33,8 +33,8 @@ import (
 	"takt.dev/plant/store"
 	"takt.dev/servicekit"
 	"takt.dev/servicekit/buildinfo"
-	"takt.dev/servicekit/poolstats"
 	"takt.dev/servicekit/kafkalink"
+	"takt.dev/servicekit/poolstats"
 )
 
 func main() {

@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -66,24 +65,11 @@ func TestTopicPrefix(t *testing.T) {
 // no ownership: migration 00019's policy admits every tenant) it computes.
 func TestAggregatorRole(t *testing.T) {
 	k := testkit.Kafka(t)
-	owner := testkit.NewDatabase(t).Pool(t)
+	db := testkit.NewDatabase(t)
+	owner := db.Pool(t)
 	register(t, owner)
 	ctx := context.Background()
-	as := func(attrs string) *pgxpool.Pool {
-		login := fmt.Sprintf("takt_agg_test_%d", time.Now().UnixNano())
-		if _, err := owner.Exec(ctx, `CREATE ROLE `+login+` LOGIN `+attrs); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { owner.Exec(context.Background(), `DROP ROLE IF EXISTS `+login) })
-		cfg := owner.Config().Copy()
-		cfg.ConnConfig.User = login
-		pool, err := pgxpool.NewWithConfig(ctx, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(pool.Close)
-		return pool
-	}
+	as := func(attrs string) *pgxpool.Pool { return db.Login(t, attrs) }
 	svc, err := New(Config{KafkaBrokers: k.Brokers()}, &store.Store{Pool: as("IN ROLE takt_app")}, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), time.Now)
 	if err != nil {
 		t.Fatal(err)

@@ -43,8 +43,8 @@ import (
 	"takt.dev/schemas"
 	"takt.dev/servicekit"
 	"takt.dev/servicekit/buildinfo"
-	"takt.dev/servicekit/poolstats"
 	"takt.dev/servicekit/pii"
+	"takt.dev/servicekit/poolstats"
 )
 
 func main() {

@@ -63,15 +63,7 @@ func (a *authThrottle) blocked(client string, now time.Time) (bool, time.Duratio
 func (a *authThrottle) take(key string, now time.Time) (bool, time.Duration) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	c, ok := a.clients[key]
-	if !ok {
-		if len(a.clients) >= maxClients {
-			a.forgetOldest()
-		}
-		c = &throttled{lim: rate.NewLimiter(a.rate, a.burst)}
-		a.clients[key] = c
-	}
-	c.last = now
+	c := a.bucket(key, now)
 	if c.lim.AllowN(now, 1) {
 		return true, 0
 	}
@@ -82,16 +74,22 @@ func (a *authThrottle) take(key string, now time.Time) (bool, time.Duration) {
 func (a *authThrottle) failed(client string, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	c, ok := a.clients[client]
+	a.bucket(client, now).lim.AllowN(now, 1)
+}
+
+// bucket is key's bucket, made when new (forgetting the least recently seen key
+// when maxClients are tracked), marked as seen now. The caller holds mu.
+func (a *authThrottle) bucket(key string, now time.Time) *throttled {
+	c, ok := a.clients[key]
 	if !ok {
 		if len(a.clients) >= maxClients {
 			a.forgetOldest()
 		}
 		c = &throttled{lim: rate.NewLimiter(a.rate, a.burst)}
-		a.clients[client] = c
+		a.clients[key] = c
 	}
 	c.last = now
-	c.lim.AllowN(now, 1)
+	return c
 }
 
 func (a *authThrottle) forgetOldest() {

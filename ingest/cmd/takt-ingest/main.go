@@ -37,8 +37,8 @@ import (
 	"takt.dev/schemas"
 	"takt.dev/servicekit"
 	"takt.dev/servicekit/buildinfo"
-	"takt.dev/servicekit/poolstats"
 	"takt.dev/servicekit/kafkalink"
+	"takt.dev/servicekit/poolstats"
 )
 
 func main() { main0(os.Args[1:]) }

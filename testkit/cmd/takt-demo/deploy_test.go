@@ -206,18 +206,7 @@ INSERT INTO oee_window (tenant_id, equipment, granularity, starts_at, ends_at, p
 	if err != nil {
 		t.Fatal(err)
 	}
-	login := fmt.Sprintf("takt_grafana_test_%d", os.Getpid())
-	if _, err := pool.Exec(ctx, `CREATE ROLE `+login+` LOGIN IN ROLE takt_reader`); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pool.Exec(context.Background(), `DROP ROLE IF EXISTS `+login) })
-	cfg, _ := pgx.ParseConfig(db.URL)
-	cfg.User = login
-	reader, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reader.Close(ctx)
+	reader := db.Login(t, "IN ROLE takt_reader")
 	expand := strings.NewReplacer("$tenant", "acme", "$granularity", "hour")
 	timeFilter := regexp.MustCompile(`\$__timeFilter\(([^)]+)\)`)
 	d := readDashboard(t, "takt-plant.json")
@@ -260,22 +249,12 @@ func TestDatabaseDashboardQueries(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dba.Close(ctx)
-	login := fmt.Sprintf("takt_grafana_db_test_%d", os.Getpid())
-	for _, sql := range []string{`CREATE EXTENSION IF NOT EXISTS pg_stat_statements`,
-		`CREATE ROLE ` + login + ` LOGIN IN ROLE takt_reader, pg_read_all_stats`,
-		`SELECT count(*) FROM oee_window`} {
+	for _, sql := range []string{`CREATE EXTENSION IF NOT EXISTS pg_stat_statements`, `SELECT count(*) FROM oee_window`} {
 		if _, err := dba.Exec(ctx, sql); err != nil {
 			t.Fatalf("%s: %v (make test's PostgreSQL loads pg_stat_statements: shared_preload_libraries)", sql, err)
 		}
 	}
-	t.Cleanup(func() { dba.Exec(context.Background(), `DROP ROLE IF EXISTS `+login) })
-	cfg, _ := pgx.ParseConfig(db.URL)
-	cfg.User = login
-	reader, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reader.Close(ctx)
+	reader := db.Login(t, "IN ROLE takt_reader, pg_read_all_stats")
 	for _, p := range readDashboard(t, "takt-database.json").Panels {
 		for _, tg := range p.Targets {
 			rows, err := reader.Query(ctx, tg.RawSQL)
