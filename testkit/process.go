@@ -8,8 +8,10 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -176,19 +178,67 @@ func (p *serverProc) killGroup(wait time.Duration) error {
 		return nil
 	}
 	pgid := p.cmd.Process.Pid
+	// A server's children may leave its process group (PostgreSQL's backends call
+	// setsid): they are killed by pid, at the same moment, or a backend would answer
+	// for a moment after its postmaster died.
+	children := childrenOf(pgid)
 	if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return err
 	}
+	for _, c := range children {
+		syscall.Kill(c, syscall.SIGKILL)
+	}
 	<-p.done
 	deadline := time.Now().Add(wait)
-	for syscall.Kill(-pgid, 0) == nil { // members left (exiting or zombies of the dead leader)
+	for syscall.Kill(-pgid, 0) == nil || slices.ContainsFunc(children, alive) { // exiting, or not yet reaped
 		if time.Now().After(deadline) {
-			return fmt.Errorf("process group %d still alive %s after SIGKILL", pgid, wait)
+			return fmt.Errorf("process group %d or its children still alive %s after SIGKILL", pgid, wait)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	p.cmd = nil
 	return nil
+}
+
+// childrenOf lists the processes whose parent is pid (from /proc).
+func childrenOf(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if ppid, _, ok := procStat(child); ok && ppid == pid {
+			out = append(out, child)
+		}
+	}
+	return out
+}
+
+// alive reports whether pid runs: it exists and is not a zombie.
+func alive(pid int) bool {
+	_, state, ok := procStat(pid)
+	return ok && state != "Z" && state != "X"
+}
+
+// procStat reads a process's parent and state from /proc/PID/stat.
+func procStat(pid int) (ppid int, state string, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, "", false
+	}
+	// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, "", false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0, "", false
+	}
+	ppid, err = strconv.Atoi(f[1])
+	return ppid, f[0], err == nil
 }
 
 // Running reports whether the server is started.

@@ -35,8 +35,19 @@ func TestPostgresSurvivesKillAndStop(t *testing.T) {
 		if err := fault.do(); err != nil {
 			t.Fatalf("%s: %v", fault.name, err)
 		}
-		if err := pool.Ping(ctx); err == nil {
-			t.Fatalf("after %s the server still answers", fault.name)
+		// A new connection, not one the pool may hold: nothing may answer now.
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if c, err := pgx.Connect(cctx, db.URL); err == nil {
+			var started time.Time
+			var port int
+			c.QueryRow(cctx, `SELECT pg_postmaster_start_time(), inet_server_port()`).Scan(&started, &port)
+			c.Close(cctx)
+			cancel()
+			t.Fatalf("after %s a server still answers at %s: started %s, port %d", fault.name, db.URL, started, port)
+		}
+		cancel()
+		if err := pool.Ping(ctx); err == nil { // nor a connection the pool held
+			t.Fatalf("after %s the pool's connection still answers", fault.name)
 		}
 		if err := pg.Start(); err != nil {
 			t.Fatalf("start after %s: %v", fault.name, err)
