@@ -173,6 +173,7 @@ func TestOpenAPIOperationsAreComplete(t *testing.T) {
 		Paths map[string]map[string]struct {
 			OperationID string   `json:"operationId"`
 			Tags        []string `json:"tags"`
+			RequestBody any      `json:"requestBody"`
 			Responses   map[string]struct {
 				Content map[string]any `json:"content"`
 			} `json:"responses"`
@@ -191,6 +192,12 @@ func TestOpenAPIOperationsAreComplete(t *testing.T) {
 			ids[op.OperationID] = true
 			if _, ok := op.Responses["401"]; !ok {
 				t.Errorf("%s: no 401", name)
+			}
+			if _, ok := op.Responses["429"]; !ok {
+				t.Errorf("%s: no 429 (every call is rate limited)", name)
+			}
+			if _, ok := op.Responses["413"]; !ok && op.RequestBody != nil {
+				t.Errorf("%s: no 413 (a body has a bound)", name)
 			}
 			for status, r := range op.Responses {
 				if r.Content == nil {
