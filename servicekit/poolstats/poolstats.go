@@ -14,7 +14,7 @@ var (
 	acquired = prometheus.NewDesc("takt_db_pool_acquired_connections", "Connections in use.", labels, nil)
 	idle     = prometheus.NewDesc("takt_db_pool_idle_connections", "Idle connections.", labels, nil)
 	total    = prometheus.NewDesc("takt_db_pool_connections", "Open connections (in use, idle and being opened).", labels, nil)
-	max      = prometheus.NewDesc("takt_db_pool_max_connections", "The pool's bound (pool_max_conns in the URL).", labels, nil)
+	maxConns = prometheus.NewDesc("takt_db_pool_max_connections", "The pool's bound (pool_max_conns in the URL).", labels, nil)
 	acquires = prometheus.NewDesc("takt_db_pool_acquires_total", "Connections acquired.", labels, nil)
 	waits    = prometheus.NewDesc("takt_db_pool_acquire_waits_total", "Acquisitions that waited: no idle connection was there.", labels, nil)
 	waited   = prometheus.NewDesc("takt_db_pool_acquire_seconds_total", "Time spent acquiring connections.", labels, nil)
@@ -30,7 +30,7 @@ type Collector struct {
 func New(pools map[string]*pgxpool.Pool) *Collector { return &Collector{pools: pools} }
 
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{acquired, idle, total, max, acquires, waits, waited, canceled} {
+	for _, d := range []*prometheus.Desc{acquired, idle, total, maxConns, acquires, waits, waited, canceled} {
 		ch <- d
 	}
 }
@@ -41,7 +41,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(acquired, prometheus.GaugeValue, float64(s.AcquiredConns()), name)
 		ch <- prometheus.MustNewConstMetric(idle, prometheus.GaugeValue, float64(s.IdleConns()), name)
 		ch <- prometheus.MustNewConstMetric(total, prometheus.GaugeValue, float64(s.TotalConns()), name)
-		ch <- prometheus.MustNewConstMetric(max, prometheus.GaugeValue, float64(s.MaxConns()), name)
+		ch <- prometheus.MustNewConstMetric(maxConns, prometheus.GaugeValue, float64(s.MaxConns()), name)
 		ch <- prometheus.MustNewConstMetric(acquires, prometheus.CounterValue, float64(s.AcquireCount()), name)
 		ch <- prometheus.MustNewConstMetric(waits, prometheus.CounterValue, float64(s.EmptyAcquireCount()), name)
 		ch <- prometheus.MustNewConstMetric(waited, prometheus.CounterValue, s.AcquireDuration().Seconds(), name)

@@ -252,6 +252,15 @@ INSERT INTO equipment (tenant_id, work_center_id, code, name, ideal_cycle_time_s
 			t.Fatalf("GET maintenance%s: %d %s, want %d events", query, code, out, want)
 		}
 	}
+	// As a service's role, rotation would see one tenant's rows at best: refused.
+	apiRole := db.Login(t, "IN ROLE takt_api")
+	asAPI := *apiRole.Config().ConnConfig
+	var out bytes.Buffer
+	env := map[string]string{"DATABASE_URL": fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", asAPI.User, asAPI.Host, asAPI.Port, asAPI.Database),
+		"TAKT_PII_KEYS": k2 + "," + k1}
+	if err := run(ctx, []string{"pii", "rotate"}, func(k string) string { return env[k] }, &out, io.Discard); err == nil || !strings.Contains(err.Error(), "as the tables' owner") {
+		t.Fatalf("pii rotate as the API's role: %v", err)
+	}
 	// Rotation: k2 first (current), k1 still listed to open the old rows.
 	if out, err := cli(k2+","+k1, "pii", "rotate", "-batch", "2"); err != nil || !strings.Contains(out, `maintenance_event.technician: 3 re-sealed under key "k2"`) ||
 		!strings.Contains(out, `api_token.created_by: 1 re-sealed`) || !regexp.MustCompile(`audit_log.actor\s+k1 \(append-only`).MatchString(out) {

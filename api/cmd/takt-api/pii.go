@@ -77,6 +77,15 @@ func piiCmd(ctx context.Context, cfg *Config, keys *pii.Keyring, args []string, 
 		return err
 	}
 	defer pool.Close()
+	// Row-level security would hide every other tenant's rows from a service role:
+	// the rotation would re-seal some and say it was done.
+	var hidden bool
+	if err := pool.QueryRow(ctx, `SELECT row_security_active('maintenance_event')`).Scan(&hidden); err != nil {
+		return err
+	}
+	if hidden {
+		return fmt.Errorf("pii %s: run it as the tables' owner: row-level security hides other tenants' rows from this role", args[0])
+	}
 	if args[0] == "rotate" {
 		for _, c := range rotated {
 			n, err := reseal(ctx, pool, keys, c, *batch, stderr)
