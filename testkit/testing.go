@@ -468,3 +468,20 @@ func PIIKeyring(t testing.TB) *pii.Keyring {
 	}
 	return r
 }
+
+// RegisterLine registers tenant with one line of equipment (ideal cycle time 1 s):
+// site lyon (UTC), area pack, line line-1, work center wc.
+func RegisterLine(t testing.TB, pool *pgxpool.Pool, tenant string, equipment ...string) {
+	t.Helper()
+	_, err := pool.Exec(context.Background(), `
+WITH tn AS (INSERT INTO tenant VALUES ($1, $1) RETURNING tenant_id),
+s AS (INSERT INTO site (tenant_id, code, name, time_zone) SELECT tenant_id, 'lyon', 'Lyon', 'UTC' FROM tn RETURNING tenant_id, id),
+a AS (INSERT INTO area (tenant_id, site_id, code, name) SELECT tenant_id, id, 'pack', 'Pack' FROM s RETURNING tenant_id, id),
+l AS (INSERT INTO line (tenant_id, area_id, code, name) SELECT tenant_id, id, 'line-1', 'Line 1' FROM a RETURNING tenant_id, id),
+w AS (INSERT INTO work_center (tenant_id, line_id, code, name) SELECT tenant_id, id, 'wc', 'WC' FROM l RETURNING tenant_id, id)
+INSERT INTO equipment (tenant_id, work_center_id, code, name, ideal_cycle_time_s) SELECT tenant_id, id, c, c, 1 FROM w, unnest($2::text[]) c`,
+		tenant, equipment)
+	if err != nil {
+		t.Fatalf("testkit: register tenant %s: %v", tenant, err)
+	}
+}

@@ -93,17 +93,7 @@ func TestTokensAndTenants(t *testing.T) {
 
 	srv := httptest.NewServer(server.New(server.Deps{Primary: pool, Log: slog.New(slog.DiscardHandler), TokenCache: time.Millisecond, PII: testkit.PIIKeyring(t)}))
 	defer srv.Close()
-	call := func(method, path, body string) (int, string) {
-		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+reader)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	call := caller(t, srv.URL, reader)
 	if code, body := call("GET", "/api/v1/sites/lyon/oee?bucket=day&from=2026-11-25T00:00:00Z&to=2026-11-26T00:00:00Z", ""); code != 404 || !strings.Contains(body, "lyon") {
 		t.Fatalf("read token reading OEE (of a site that does not exist yet): %d %s", code, body)
 	}
@@ -187,16 +177,7 @@ func TestPersonalDataSealedFoundAndRotated(t *testing.T) {
 	db := testkit.NewDatabase(t)
 	pool := db.Pool(t)
 	ctx := context.Background()
-	_, err := pool.Exec(ctx, `
-WITH tn AS (INSERT INTO tenant VALUES ('acme', 'Acme') RETURNING tenant_id),
-s AS (INSERT INTO site (tenant_id, code, name, time_zone) SELECT tenant_id, 'lyon', 'Lyon', 'UTC' FROM tn RETURNING tenant_id, id),
-a AS (INSERT INTO area (tenant_id, site_id, code, name) SELECT tenant_id, id, 'pack', 'Pack' FROM s RETURNING tenant_id, id),
-l AS (INSERT INTO line (tenant_id, area_id, code, name) SELECT tenant_id, id, 'line-1', 'L1' FROM a RETURNING tenant_id, id),
-w AS (INSERT INTO work_center (tenant_id, line_id, code, name) SELECT tenant_id, id, 'wc', 'WC' FROM l RETURNING tenant_id, id)
-INSERT INTO equipment (tenant_id, work_center_id, code, name, ideal_cycle_time_s) SELECT tenant_id, id, 'filler-1', 'Filler', 0.5 FROM w`)
-	if err != nil {
-		t.Fatal(err)
-	}
+	testkit.RegisterLine(t, pool, "acme", "filler-1")
 	k1 := testkit.PIIKeys()
 	k2, _ := pii.Keygen("k2")
 	idx := strings.Split(k1, ",")[0]
@@ -218,17 +199,7 @@ INSERT INTO equipment (tenant_id, work_center_id, code, name, ideal_cycle_time_s
 		ring, _ := pii.New(k)
 		srv := httptest.NewServer(server.New(server.Deps{Primary: pool, Log: slog.New(slog.DiscardHandler), PII: ring}))
 		t.Cleanup(srv.Close)
-		return func(method, path, body string) (int, string) {
-			req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
-			req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(token))
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
-			return resp.StatusCode, string(b)
-		}
+		return caller(t, srv.URL, strings.TrimSpace(token))
 	}
 	call := serve(k1)
 	for i, who := range []string{"Jane Doe", "Bob Martin", "Jane Doe"} {
@@ -323,5 +294,22 @@ func TestServesHTTPS(t *testing.T) {
 	os.WriteFile(cfg, []byte(fmt.Sprintf("tls_cert_file: %s\n", pki.ServerCert)), 0o644)
 	if err := run(context.Background(), []string{"-c", cfg, "validate"}, func(k string) string { return env[k] }, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "give both") {
 		t.Fatalf("half a key pair: %v", err)
+	}
+}
+
+// caller returns a function that calls the API at base with a bearer token and
+// returns the status and the body.
+func caller(t *testing.T, base, token string) func(method, path, body string) (int, string) {
+	return func(method, path, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
 	}
 }

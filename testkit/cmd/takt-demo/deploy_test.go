@@ -192,13 +192,8 @@ func TestPlantDashboardQueries(t *testing.T) {
 	ctx := context.Background()
 	db := testkit.NewDatabase(t)
 	pool := db.Pool(t)
+	testkit.RegisterLine(t, pool, "acme", "filler-1", "capper-1")
 	_, err := pool.Exec(ctx, `
-WITH tn AS (INSERT INTO tenant VALUES ('acme', 'Acme') RETURNING tenant_id),
-s AS (INSERT INTO site (tenant_id, code, name, time_zone) SELECT tenant_id, 'lyon', 'Lyon', 'UTC' FROM tn RETURNING tenant_id, id),
-a AS (INSERT INTO area (tenant_id, site_id, code, name) SELECT tenant_id, id, 'pack', 'Pack' FROM s RETURNING tenant_id, id),
-l AS (INSERT INTO line (tenant_id, area_id, code, name) SELECT tenant_id, id, 'line-1', 'L1' FROM a RETURNING tenant_id, id),
-w AS (INSERT INTO work_center (tenant_id, line_id, code, name) SELECT tenant_id, id, 'wc', 'WC' FROM l RETURNING tenant_id, id)
-INSERT INTO equipment (tenant_id, work_center_id, code, name, ideal_cycle_time_s) SELECT tenant_id, id, c, c, 1 FROM w, unnest(ARRAY['filler-1', 'capper-1']) c;
 INSERT INTO oee_window (tenant_id, equipment, granularity, starts_at, ends_at, planned_s, run_s, ideal_run_s, total_count, good_count, scrap_count,
     breakdown_s, availability, performance, quality, oee) VALUES
   ('acme', 'filler-1', 'hour', '2026-11-25 06:00Z', '2026-11-25 07:00Z', 3600, 3000, 2700, 2700, 2673, 27, 600, 0.8333, 0.9, 0.99, 0.7425),
