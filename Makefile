@@ -8,7 +8,7 @@ TEST_TIMEOUT ?= 20m
 # run can end in "context deadline exceeded" while a worker is busy); make fuzz, FUZZTIME.
 TEST_FUZZTIME ?= 500x
 
-.PHONY: all deps build vet test bench fuzz demo tidy package
+.PHONY: all deps build vet test bench fuzz demo tidy package image
 
 all: build
 
@@ -31,6 +31,11 @@ test: deps build vet
 VERSION ?= 0.1.0
 package:
 	@cd packaging && $(GO) run ./cmd/takt-package -version $(VERSION) -out ../dist
+
+# The services' container image for amd64, arm64 and armhf, as an OCI layout in
+# dist/takt-services.oci (no container daemon needed; see deploy/kubernetes/README.md).
+image:
+	@cd packaging && $(GO) run ./cmd/takt-package image -version $(VERSION) -out ../dist/takt-services.oci
 
 # Benchmarks; prints `BENCH <name> <value> <unit>` lines (full output on stderr).
 bench: deps

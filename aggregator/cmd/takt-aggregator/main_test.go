@@ -15,6 +15,11 @@ func TestConfigErrors(t *testing.T) {
 	if err := run(context.Background(), []string{"-c", "example.yaml", "validate"}, env(nil), io.Discard, io.Discard); err != nil {
 		t.Fatalf("example.yaml: %v", err)
 	}
+	for _, f := range []string{"../../../deploy/kubernetes/base/config/aggregator.yaml", "../../../deploy/kubernetes/overlays/staging/config/aggregator.yaml"} {
+		if err := run(context.Background(), []string{"-c", f, "validate"}, env(map[string]string{"DATABASE_URL": "postgres://x@db/takt"}), io.Discard, io.Discard); err != nil {
+			t.Errorf("%s (as deployed on Kubernetes): %v", f, err)
+		}
+	}
 	cases := []struct{ yaml, want string }{
 		{"refresh_every: 100ms\n", "refresh_every 100ms: want 1s to 1h"},
 		{"max_gap: 1m\n", "line 1: max_gap: unknown key"},

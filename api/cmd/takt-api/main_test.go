@@ -156,6 +156,14 @@ func TestConfigErrors(t *testing.T) {
 	if err := run(context.Background(), []string{"-c", "example.yaml", "validate"}, keys, io.Discard, io.Discard); err != nil {
 		t.Fatalf("example.yaml: %v", err)
 	}
+	pod := func(k string) string {
+		return map[string]string{"TAKT_PII_KEYS": testkit.PIIKeys(), "DATABASE_URL": "postgres://takt_api_login@db/takt"}[k]
+	}
+	for _, f := range []string{"../../../deploy/kubernetes/base/config/api.yaml", "../../../deploy/kubernetes/overlays/staging/config/api.yaml"} {
+		if err := run(context.Background(), []string{"-c", f, "validate"}, pod, io.Discard, io.Discard); err != nil {
+			t.Errorf("%s (as deployed on Kubernetes): %v", f, err)
+		}
+	}
 	// Personal data is never stored in clear: no keys, no start, and the error says
 	// where keys come from; a key list that does not parse names the entry.
 	err := run(context.Background(), []string{"-c", "example.yaml", "validate"}, func(string) string { return "" }, io.Discard, io.Discard)

@@ -50,6 +50,26 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 	if err := run(context.Background(), []string{"-c", "example.yaml", "validate"}, func(string) string { return "" }, &out, io.Discard); err != nil {
 		t.Fatalf("example.yaml: %v", err)
 	}
+	// The configurations of the Kubernetes manifests, with the environment their pods give.
+	// (References in the file, ${POD_NAME}, read the process's environment.)
+	t.Setenv("POD_NAME", "takt-ingest-0")
+	pod := map[string]string{"DATABASE_URL": "postgres://takt_ingest_login@db/takt", "TAKT_MQTT_PASSWORD": "x"}
+	// The secret takt-tls is mounted at /etc/takt/tls: a test authority stands in.
+	pki, err := testkit.NewPKI(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"../../../deploy/kubernetes/base/config/ingest.yaml", "../../../deploy/kubernetes/overlays/staging/config/ingest.yaml"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(t.TempDir(), "ingest.yaml")
+		os.WriteFile(file, bytes.ReplaceAll(b, []byte("/etc/takt/tls/ca.crt"), []byte(pki.CA)), 0o644)
+		if err := run(context.Background(), []string{"-c", file, "validate"}, func(k string) string { return pod[k] }, io.Discard, io.Discard); err != nil {
+			t.Errorf("%s (as deployed on Kubernetes): %v", f, err)
+		}
+	}
 }
 
 // TestAllInOneProcess runs the bridge and the sink together: envelopes published on

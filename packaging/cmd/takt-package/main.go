@@ -7,7 +7,12 @@
 //
 //	takt-package [-version 0.1.0] [-arch amd64,arm64,armhf] [-out dist]
 //
-// Run it from anywhere in the repository (make package does).
+//	takt-package image [-version 0.1.0] [-arch amd64,arm64,armhf] [-out dist/takt-services.oci]
+//
+// The second form writes the services' container image (see image.go) as an OCI
+// image layout, one image per architecture under one index, with no container daemon.
+//
+// Run it from anywhere in the repository (make package and make image do).
 package main
 
 import (
@@ -40,6 +45,9 @@ var goArch = map[string][]string{
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "image" {
+		return runImage(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("takt-package", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	version := fs.String("version", "0.1.0", "the packages' version")
@@ -56,27 +64,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	for _, arch := range strings.Split(*archs, ",") {
-		env, ok := goArch[arch]
-		if !ok {
-			return fmt.Errorf("-arch %q: want amd64, arm64 or armhf", arch)
-		}
 		bin, err := os.MkdirTemp("", "takt-package-")
 		if err != nil {
 			return err
 		}
 		defer os.RemoveAll(bin)
 		fmt.Fprintf(stderr, "takt-package: building for %s\n", arch)
-		ldflags := "-s -w -X takt.dev/servicekit.Release=" + *version
-		if rev, err := exec.Command("git", "-C", root, "rev-parse", "--short=12", "HEAD").Output(); err == nil {
-			ldflags += " -X takt.dev/servicekit.Revision=" + strings.TrimSpace(string(rev))
-		}
-		build := exec.Command("go", "build", "-trimpath", "-ldflags="+ldflags, "-o", bin+"/",
-			"./edge-agent/cmd/takt-agent", "./ingest/cmd/takt-ingest", "./aggregator/cmd/takt-aggregator",
-			"./api/cmd/takt-api", "./migrations/cmd/takt-migrate")
-		build.Dir = root
-		build.Env = append(append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOWORK="+filepath.Join(root, "go.work")), env...)
-		if b, err := build.CombinedOutput(); err != nil {
-			return fmt.Errorf("go build for %s: %v\n%s", arch, err, b)
+		if err := crossBuild(root, arch, *version, bin, nil, append([]string{"./edge-agent/cmd/takt-agent"}, servicePackages...)...); err != nil {
+			return err
 		}
 		units, err := unitsFor(root, bin)
 		if err != nil {
@@ -90,6 +85,33 @@ func run(args []string, stdout, stderr io.Writer) error {
 			}
 			fmt.Fprintln(stdout, path)
 		}
+	}
+	return nil
+}
+
+// servicePackages are the Go packages of the services' binaries.
+var servicePackages = []string{"./ingest/cmd/takt-ingest", "./aggregator/cmd/takt-aggregator", "./api/cmd/takt-api", "./migrations/cmd/takt-migrate"}
+
+// crossBuild builds pkgs for the Debian architecture arch as static pure-Go
+// binaries into dir, with the release and the repository's revision stamped in.
+func crossBuild(root, arch, version, dir string, tags []string, pkgs ...string) error {
+	env, ok := goArch[arch]
+	if !ok {
+		return fmt.Errorf("-arch %q: want amd64, arm64 or armhf", arch)
+	}
+	ldflags := "-s -w -X takt.dev/servicekit.Release=" + version
+	if rev, err := exec.Command("git", "-C", root, "rev-parse", "--short=12", "HEAD").Output(); err == nil {
+		ldflags += " -X takt.dev/servicekit.Revision=" + strings.TrimSpace(string(rev))
+	}
+	args := []string{"build", "-trimpath", "-ldflags=" + ldflags}
+	if len(tags) > 0 {
+		args = append(args, "-tags="+strings.Join(tags, ","))
+	}
+	build := exec.Command("go", append(append(args, "-o", dir+"/"), pkgs...)...)
+	build.Dir = root
+	build.Env = append(append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOWORK="+filepath.Join(root, "go.work")), env...)
+	if b, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build for %s: %v\n%s", arch, err, b)
 	}
 	return nil
 }
