@@ -52,14 +52,18 @@ func Open(url string) (*sql.DB, error) {
 	return db, nil
 }
 
-// NewProvider returns a goose provider over the embedded migrations, holding a
-// session advisory lock while it migrates.
-func NewProvider(db *sql.DB) (*goose.Provider, error) {
+// NewProvider returns a goose provider over the embedded migrations (and extra ones
+// after them), holding a session advisory lock while it migrates.
+func NewProvider(db *sql.DB, extra ...*goose.Migration) (*goose.Provider, error) {
 	locker, err := lock.NewPostgresSessionLocker()
 	if err != nil {
 		return nil, err
 	}
-	return goose.NewProvider(goose.DialectPostgres, db, FS(), goose.WithSessionLocker(locker))
+	opts := []goose.ProviderOption{goose.WithSessionLocker(locker)}
+	if len(extra) > 0 {
+		opts = append(opts, goose.WithGoMigrations(extra...))
+	}
+	return goose.NewProvider(goose.DialectPostgres, db, FS(), opts...)
 }
 
 // Up applies every pending migration.

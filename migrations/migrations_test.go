@@ -318,3 +318,131 @@ func TestSamplePartitions(t *testing.T) {
 		t.Fatalf("after retention the samples left are %v, want [3 4]", left)
 	}
 }
+
+// A day with a backlog in the default partition (more than the sink's function moves
+// under its lock) is left there by takt_ensure_sample_partitions, and moved by
+// MoveDefaultSamples in batches while writers keep adding rows of that day and of
+// others: every row ends in its day's partition exactly once, the day is attached, a
+// day outside the range asked stays in the default partition, and no insert waited
+// for the move's lock longer than the session's lock timeout allows.
+func TestMoveDefaultSamplesInBatches(t *testing.T) {
+	ctx := context.Background()
+	d := testkit.NewDatabase(t)
+	pool := d.Pool(t)
+	db, err := migrations.OpenForMigrations(d.URL, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := pool.Exec(ctx, `INSERT INTO tenant VALUES ('a', 'A')`); err != nil {
+		t.Fatal(err)
+	}
+	// 30,000 rows of 2026-03-01 and 10 of 2031-01-01 (a clock gone wrong) in the default partition.
+	if _, err := pool.Exec(ctx, `INSERT INTO samples (tenant_id, equipment, tag, ts, value, quality, role, agent, seq)
+		SELECT 'a', 'e', 't', '2026-03-01'::timestamptz + g * interval '2 second', g, 1, 1, 'old', g FROM generate_series(1, 30000) g`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO samples (tenant_id, equipment, tag, ts, value, quality, role, agent, seq)
+		SELECT 'a', 'e', 't', '2031-01-01'::timestamptz + g * interval '1 second', g, 1, 1, 'future', g FROM generate_series(1, 10) g`); err != nil {
+		t.Fatal(err)
+	}
+	day := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	if n, err := migrations.EnsureSamplePartitions(ctx, db, day, 1); err != nil || n != 0 {
+		t.Fatalf("EnsureSamplePartitions of a day with 30,000 rows in the default partition = %d, %v; want it left alone", n, err)
+	}
+
+	// Writers: one adds rows of the day being moved, one of the next day (which has a
+	// partition), each measuring how long every insert takes.
+	if _, err := migrations.EnsureSamplePartitions(ctx, db, day.AddDate(0, 0, 1), 1); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	type result struct {
+		n, retried int
+		slowest    time.Duration
+		err        error
+	}
+	results := make(chan result, 2)
+	for _, w := range []struct {
+		agent string
+		base  string
+	}{{"w1", "2026-03-01T12:00:00Z"}, {"w2", "2026-03-02T12:00:00Z"}} {
+		go func() {
+			var r result
+			defer func() { results <- r }()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				start := time.Now()
+				_, err := pool.Exec(ctx, `INSERT INTO samples (tenant_id, equipment, tag, ts, value, quality, role, agent, seq)
+					VALUES ('a', 'e', 't', $1::timestamptz + $2 * interval '1 millisecond', 1, 1, 1, $3, $2)`, w.base, r.n+1, w.agent)
+				if err != nil && strings.Contains(err.Error(), "violates partition constraint") {
+					// Routed to the default partition as the day's was attached: tried
+					// again, it goes to the new partition (the sink does the same).
+					r.retried++
+					continue
+				}
+				if err != nil {
+					r.err = err
+					return
+				}
+				r.n++
+				r.slowest = max(r.slowest, time.Since(start))
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+	var logged int
+	days, moved, err := migrations.MoveDefaultSamples(ctx, db, day, day.AddDate(0, 0, 3), 1000, func(string, ...any) { logged++ })
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	var written int
+	for range 2 {
+		r := <-results
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		written += r.n
+		// The bound: the final step holds the default partition's lock for the rows that
+		// arrived during the batches and the ATTACH; generous for a loaded CI machine.
+		if r.slowest > 3*time.Second {
+			t.Errorf("an insert waited %v during the move", r.slowest)
+		}
+		t.Logf("a writer inserted %d rows during the move, the slowest in %v (%d tried again after the attachment)", r.n, r.slowest, r.retried)
+	}
+	if err != nil || days != 1 || moved < 30000 {
+		t.Fatalf("MoveDefaultSamples = %d days, %d rows, %v; want 1 day and at least 30,000 rows", days, moved, err)
+	}
+	if logged < 30 {
+		t.Errorf("%d progress reports for 30 batches", logged)
+	}
+	counts := map[string]int{}
+	rows, err := pool.Query(ctx, `SELECT tableoid::regclass::text || '/' || agent, count(*) FROM samples GROUP BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var k string
+		var n int
+		rows.Scan(&k, &n)
+		counts[k] = n
+	}
+	var w1, w2 int
+	pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE agent = 'w1'), count(*) FILTER (WHERE agent = 'w2') FROM samples`).Scan(&w1, &w2)
+	if counts["samples_20260301/old"] != 30000 || counts["samples_default/future"] != 10 || counts["samples_default/old"] != 0 ||
+		counts["samples_20260301/w1"] != w1 || counts["samples_20260302/w2"] != w2 || w1+w2 != written {
+		t.Fatalf("rows by partition and writer: %v (w1 %d, w2 %d, written %d)", counts, w1, w2, written)
+	}
+	var dup int
+	pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT agent, seq FROM samples GROUP BY 1, 2 HAVING count(*) > 1) d`).Scan(&dup)
+	if dup != 0 {
+		t.Fatalf("%d rows twice after the move", dup)
+	}
+	if days, moved, err := migrations.MoveDefaultSamples(ctx, db, day, day.AddDate(0, 0, 3), 1000, nil); err != nil || days != 0 || moved != 0 {
+		t.Fatalf("a second move = %d days, %d rows, %v; want nothing to do", days, moved, err)
+	}
+}

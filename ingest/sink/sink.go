@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -680,9 +681,19 @@ func conflictError(id envelopeID, stored claim, e *schemas.Envelope) error {
 
 // isDataError reports whether PostgreSQL refused the data itself (SQLSTATE classes
 // 22 data exception and 23 integrity constraint violation), which no retry fixes.
+// A row refused by a partition's constraint is not one: rows are routed by their
+// timestamp, so that only happens when a partition was attached while the row was on
+// its way into the default partition (takt-migrate partitions, or another sink making a
+// day's partition), and the retry routes it to the new partition.
 func isDataError(err error) bool {
 	var pg *pgconn.PgError
-	return errors.As(err, &pg) && len(pg.Code) == 5 && (pg.Code[:2] == "22" || pg.Code[:2] == "23")
+	if !errors.As(err, &pg) || len(pg.Code) != 5 {
+		return false
+	}
+	if pg.Code == "23514" && strings.Contains(pg.Message, "violates partition constraint") {
+		return false
+	}
+	return pg.Code[:2] == "22" || pg.Code[:2] == "23"
 }
 
 // deadLetter builds the dead letter of a record, bounded in size; it is counted when

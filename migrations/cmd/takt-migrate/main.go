@@ -29,7 +29,7 @@ func main() {
 	}
 }
 
-const usage = `usage: takt-migrate [-database URL] COMMAND
+const usage = `usage: takt-migrate [-database URL] [-lock-timeout 2s] [-lock-retries 30] COMMAND
 
 Commands:
   --version   print the build
@@ -38,10 +38,15 @@ Commands:
   status      list migrations and whether each is applied
   audit-verify  check the audit log's hash chain; print its length and head hash
               (record the head elsewhere: entries cut off the end show against it)
-  partitions  create daily sample partitions ahead and drop those past retention
+  partitions  create daily sample partitions ahead, move rows out of the default
+              partition in batches, and drop partitions past retention
               [-ahead DAYS (default 7, 1..3660)] [-retention DAYS (default 0 = keep all)]
+              [-move-batch ROWS (default 10000; 0: do not move)]
 
 The database URL is -database, or DATABASE_URL when the flag is not given.
+Every statement waits at most -lock-timeout for a lock (so that a migration never
+makes writers queue behind it for longer); up tries a migration that gave up again,
+-lock-retries times, after a pause that doubles from 1s.
 `
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -60,6 +65,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	url := fl.String("database", envURL, "PostgreSQL URL (default $DATABASE_URL, or the file $DATABASE_URL_FILE names)")
+	lockTimeout := fl.Duration("lock-timeout", 2*time.Second, "how long a statement waits for a lock before it gives up (0: forever)")
+	lockRetries := fl.Int("lock-retries", 30, "how many times up tries again a migration that gave up waiting for a lock")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -70,7 +77,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if *url == "" {
 		return errors.New("no database: set DATABASE_URL or pass -database")
 	}
-	db, err := migrations.Open(*url)
+	if *lockTimeout < 0 || *lockRetries < 0 {
+		return fmt.Errorf("-lock-timeout %v, -lock-retries %d: want 0 or more", *lockTimeout, *lockRetries)
+	}
+	db, err := migrations.OpenForMigrations(*url, *lockTimeout)
 	if err != nil {
 		return err
 	}
@@ -88,7 +98,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		switch cmd {
 		case "up":
-			res, err := p.Up(ctx)
+			log := func(msg string, args ...any) { fmt.Fprintln(stderr, append([]any{"takt-migrate:", msg}, args...)...) }
+			res, err := migrations.UpOnline(ctx, db, migrations.UpOptions{Retries: *lockRetries, Pause: time.Second, Log: log})
 			for _, r := range res {
 				fmt.Fprintf(stdout, "applied %s (%s)\n", r.Source.Path, r.Duration.Round(time.Millisecond))
 			}
@@ -130,6 +141,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		pf.SetOutput(stderr)
 		ahead := pf.Int("ahead", 7, "days of partitions to create from today (UTC)")
 		retention := pf.Int("retention", 0, "drop partitions of days older than this many days (0 keeps all)")
+		moveBatch := pf.Int("move-batch", 10000, "rows moved out of the default partition per transaction (0: do not move)")
 		if err := pf.Parse(rest); err != nil {
 			return err
 		}
@@ -139,12 +151,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if *retention < 0 {
 			return fmt.Errorf("partitions: -retention %d: want 0 (keep all) or more", *retention)
 		}
+		if *moveBatch < 0 || *moveBatch > 1000000 {
+			return fmt.Errorf("partitions: -move-batch %d: want 0 (do not move) to 1000000", *moveBatch)
+		}
 		now := time.Now().UTC()
 		n, err := migrations.EnsureSamplePartitions(ctx, db, now, *ahead)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "created %d partition(s) for %s .. %s\n", n, now.Format(time.DateOnly), now.AddDate(0, 0, *ahead-1).Format(time.DateOnly))
+		if *moveBatch > 0 {
+			// Days from the oldest kept (90 days back without retention: the bridge's
+			// default timestamp window) to the last made ahead.
+			from := now.AddDate(0, 0, -90)
+			if *retention > 0 {
+				from = now.AddDate(0, 0, -*retention)
+			}
+			from = from.Truncate(24 * time.Hour)
+			log := func(msg string, args ...any) { fmt.Fprintln(stderr, append([]any{"takt-migrate:", msg}, args...)...) }
+			days, rows, err := migrations.MoveDefaultSamples(ctx, db, from, now.Truncate(24*time.Hour).AddDate(0, 0, *ahead), *moveBatch, log)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "moved %d row(s) of %d day(s) out of the default partition\n", rows, days)
+		}
 		if *retention > 0 {
 			cutoff := now.AddDate(0, 0, -*retention)
 			d, err := migrations.DropSamplePartitions(ctx, db, cutoff)
