@@ -74,16 +74,16 @@ func TestMigrationWhileTheSinkWrites(t *testing.T) {
 	d := testkit.NewDatabase(t)
 	pool := d.Pool(t)
 
-	// 100,000 rows before the release.
-	produce(t, k.Brokers(), envelopes(t, "before", 1000, 100)...)
+	// 20,000 rows before the release.
+	produce(t, k.Brokers(), envelopes(t, "before", 200, 100)...)
 	start(t, pool, k.Brokers(), sink.Config{Group: "online", BatchRows: 5000})
-	waitFor(t, "the first 100,000 rows", func() bool {
+	waitFor(t, "the first 20,000 rows", func() bool {
 		var n int
 		pool.QueryRow(ctx, `SELECT count(*) FROM samples`).Scan(&n)
-		return n == 100000
+		return n == 20000
 	})
 
-	// Load: 1,000 samples every 100 ms from new agents, until the migration is done.
+	// Load: 500 samples every 100 ms from new agents, until the migration is done.
 	stop := make(chan struct{})
 	var produced atomic.Int64
 	var wg sync.WaitGroup
@@ -96,8 +96,8 @@ func TestMigrationWhileTheSinkWrites(t *testing.T) {
 				return
 			case <-time.After(100 * time.Millisecond):
 			}
-			produce(t, k.Brokers(), envelopes(t, fmt.Sprint("load-", i), 10, 100)...)
-			produced.Add(1000)
+			produce(t, k.Brokers(), envelopes(t, fmt.Sprint("load-", i), 5, 100)...)
+			produced.Add(500)
 		}
 	}()
 	// The probe: one row at a time into samples, each insert timed.
@@ -176,7 +176,7 @@ func TestMigrationWhileTheSinkWrites(t *testing.T) {
 
 	// Every sample offered is stored once, with the new column filled, and the schema is
 	// what the release says.
-	want := 100000 + int(produced.Load())
+	want := 20000 + int(produced.Load())
 	waitFor(t, fmt.Sprint(want, " samples from the sink"), func() bool {
 		pool.QueryRow(ctx, `SELECT count(*) FROM samples WHERE agent <> 'probe'`).Scan(&n)
 		return n >= want
