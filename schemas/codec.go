@@ -92,6 +92,9 @@ func (l Limits) Decode(data []byte) (*Envelope, error) {
 		Version: w.Version, Tenant: w.Tenant, Site: w.Site, Area: w.Area, Line: w.Line,
 		Equipment: w.Equipment, Agent: w.Agent, Incarnation: w.Incarnation, Samples: make([]Sample, len(w.Samples.list)),
 	}
+	if ValidTraceParent(w.TraceParent) {
+		env.TraceParent = w.TraceParent
+	}
 	for i := range w.Samples.list {
 		if err := w.Samples.list[i].toSample(i, &env.Samples[i]); err != nil {
 			return nil, &DecodeError{ReasonInvalid, err}
@@ -137,6 +140,10 @@ func AppendEncode(dst []byte, e *Envelope) ([]byte, error) {
 	if e.Incarnation != "" {
 		b = append(b, `,"incarnation":`...)
 		b = appendString(b, e.Incarnation)
+	}
+	if e.TraceParent != "" {
+		b = append(b, `,"traceparent":`...)
+		b = appendString(b, e.TraceParent)
 	}
 	b = append(b, `,"samples":[`...)
 	for i := range e.Samples {
@@ -239,6 +246,7 @@ type wireEnvelope struct {
 	Equipment   string      `json:"equipment"`
 	Agent       string      `json:"agent"`
 	Incarnation string      `json:"incarnation"`
+	TraceParent string      `json:"traceparent"`
 	Samples     wireSamples `json:"samples"`
 }
 
@@ -505,6 +513,9 @@ func (e *Envelope) Validate() error {
 			return fieldErr("incarnation", e.Incarnation, "%v", err)
 		}
 	}
+	if e.TraceParent != "" && !ValidTraceParent(e.TraceParent) {
+		return fieldErr("traceparent", e.TraceParent, "want a W3C traceparent: 00-<32 hex digits>-<16 hex digits>-<2 hex digits>, lower case, ids not all zero")
+	}
 	if len(e.Samples) == 0 {
 		return fieldErr("samples", nil, "an envelope holds at least one sample")
 	}
@@ -626,4 +637,44 @@ func (s *Sample) validate(i int) error {
 		return fieldErr(field("role"), s.Role.String(), "unknown role")
 	}
 	return nil
+}
+
+// ValidTraceParent says whether s is a W3C traceparent of version 00: "00-" 32 lower-case
+// hex digits (the trace id, not all zero) "-" 16 (the parent span id, not all zero)
+// "-" 2 (the flags).
+func ValidTraceParent(s string) bool {
+	if len(s) != 55 || s[:3] != "00-" || s[35] != '-' || s[52] != '-' {
+		return false
+	}
+	hex := func(f string) (ok, zero bool) {
+		zero = true
+		for i := 0; i < len(f); i++ {
+			c := f[i]
+			if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+				return false, false
+			}
+			zero = zero && c == '0'
+		}
+		return true, zero
+	}
+	okT, zeroT := hex(s[3:35])
+	okS, zeroS := hex(s[36:52])
+	okF, _ := hex(s[53:55])
+	return okT && okS && okF && !zeroT && !zeroS
+}
+
+// PeekTraceParent returns the traceparent of an envelope this package encoded (where
+// Encode puts it: a top-level member before the samples), without decoding it: "" if
+// it has none. A string inside the envelope cannot fake it (its quotes are escaped).
+func PeekTraceParent(payload []byte) string {
+	const key = `,"traceparent":"`
+	i := bytes.Index(payload, []byte(key))
+	if i < 0 || len(payload) < i+len(key)+56 {
+		return ""
+	}
+	tp := string(payload[i+len(key) : i+len(key)+55])
+	if payload[i+len(key)+55] != '"' || !ValidTraceParent(tp) {
+		return ""
+	}
+	return tp
 }

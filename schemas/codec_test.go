@@ -173,6 +173,7 @@ func TestEncodeRefusesInvalidValues(t *testing.T) {
 		{"version", func(e *schemas.Envelope) { e.Version = 3 }, "version"},
 		{"role", func(e *schemas.Envelope) { e.Samples[0].Role = 9 }, "samples[0].role"},
 		{"state on measurement", func(e *schemas.Envelope) { e.Samples[0].State = schemas.StateRunning }, "samples[0].role"},
+		{"traceparent", func(e *schemas.Envelope) { e.TraceParent = "00-abc" }, "traceparent"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -206,6 +207,43 @@ func TestEncodeEscapesStrings(t *testing.T) {
 	}
 	if err := schemaValidate(compileSchema(t), out); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The trace context travels with the envelope (and passes the JSON Schema); a
+// malformed one on the wire is ignored, the envelope accepted.
+func TestTraceParent(t *testing.T) {
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	e := sample()
+	e.TraceParent = tp
+	out, err := schemas.Encode(&e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := schemaValidate(compileSchema(t), out); err != nil {
+		t.Fatal(err)
+	}
+	back, err := schemas.Decode(out)
+	if err != nil || back.TraceParent != tp {
+		t.Fatalf("decoded traceparent %q, %v", back.TraceParent, err)
+	}
+	if got := schemas.PeekTraceParent(out); got != tp {
+		t.Fatalf("PeekTraceParent = %q", got)
+	}
+	e.TraceParent, e.Samples[0].Kind, e.Samples[0].Text = "", schemas.TextValue, `,"traceparent":"`+tp+`"`
+	if plain, err := schemas.Encode(&e); err != nil || schemas.PeekTraceParent(plain) != "" {
+		t.Fatalf("PeekTraceParent of an envelope without one, whose text holds one: %q (%v)", schemas.PeekTraceParent(plain), err)
+	}
+	for _, bad := range []string{"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "junk", ""} {
+		if schemas.ValidTraceParent(bad) {
+			t.Errorf("%q taken for a traceparent", bad)
+		}
+		wire := strings.Replace(string(out), tp, bad, 1)
+		back, err := schemas.Decode([]byte(wire))
+		if err != nil || back.TraceParent != "" {
+			t.Errorf("traceparent %q: decoded %q, %v; want it ignored and the envelope accepted", bad, back.TraceParent, err)
+		}
 	}
 }
 

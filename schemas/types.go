@@ -210,6 +210,11 @@ type Envelope struct {
 	// buffer) makes new identities, not duplicates of its old envelopes. An
 	// envelope is resent only whole and unchanged, so its incarnation too.
 	Incarnation string
+	// TraceParent is the W3C trace context (traceparent, version 00) of the agent's span
+	// that built the envelope (optional; only when the agent traces). Readers continue
+	// the trace from it; one that is malformed is ignored on decoding, as W3C Trace
+	// Context asks, never a reason to refuse the envelope.
+	TraceParent string
 	Samples     []Sample
 }
 

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,10 +31,13 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/compress"
 	"github.com/segmentio/kafka-go/sasl"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/semaphore"
 
 	"takt.dev/schemas"
 	"takt.dev/servicekit"
+	"takt.dev/servicekit/tracing"
 )
 
 // Config is a bridge's configuration. Zero fields take the defaults of Defaults.
@@ -398,9 +402,15 @@ func (b *Bridge) collect(ctx context.Context, done <-chan struct{}) []mqtt.Messa
 func (b *Bridge) process(ctx context.Context, batch []mqtt.Message) error {
 	per := make([][]kafka.Message, len(batch))
 	samples := make([]int, len(batch))
+	spans := make([]trace.Span, len(batch))
+	defer func() {
+		for _, span := range spans {
+			span.End()
+		}
+	}()
 	var records []kafka.Message
 	for i, msg := range batch {
-		per[i], samples[i] = b.convert(msg)
+		per[i], samples[i], spans[i] = b.convert(ctx, msg)
 		records = append(records, per[i]...)
 	}
 	b.m.batchMessages.Observe(float64(len(batch)))
@@ -511,16 +521,33 @@ func headerOf(m kafka.Message, key string) []byte {
 }
 
 // convert turns one MQTT message into its Kafka records and counts its samples.
-func (b *Bridge) convert(msg mqtt.Message) ([]kafka.Message, int) {
+func (b *Bridge) convert(ctx context.Context, msg mqtt.Message) ([]kafka.Message, int, trace.Span) {
 	if strings.HasPrefix(msg.Topic(), schemas.StatusRoot+"/") {
-		return b.convertStatus(msg), 0
+		return b.convertStatus(msg), 0, noSpan
 	}
 	recs, samples, err := Convert(b.cfg.Limits, msg.Topic(), msg.Payload())
 	if err != nil {
-		return []kafka.Message{b.deadLetter(msg, err, b.cfg.DeadLetterPayload)}, 0
+		return []kafka.Message{b.deadLetter(msg, err, b.cfg.DeadLetterPayload)}, 0, noSpan
 	}
-	return recs, samples
+	if !tracing.Enabled() || len(recs) == 0 {
+		return recs, samples, noSpan
+	}
+	// The bridge's span, from the envelope's check to its records' write, a child of
+	// the agent's span the envelope names; its context replaces the envelope's in the
+	// records' traceparent header.
+	ctx, span := tracer.Start(tracing.FromHeaders(ctx, recs[0].Headers), "bridge "+msg.Topic(),
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attribute.Int("takt.samples", samples),
+			attribute.String("messaging.system", "kafka"), attribute.String("messaging.destination.name", schemas.KafkaSamples)))
+	for i := range recs {
+		tracing.SetHeader(ctx, &recs[i])
+	}
+	return recs, samples, span
 }
+
+var (
+	tracer = tracing.Tracer("bridge")
+	noSpan = trace.SpanFromContext(context.Background()) // a span that records nothing
+)
 
 // Convert checks an envelope published on topic (with the limits' rules) and
 // returns its Kafka records (the samples topic, and the events topic for its state
@@ -543,13 +570,19 @@ func Convert(limits schemas.Limits, topic string, payload []byte) ([]kafka.Messa
 		}
 	}
 	key := env.Path().Key()
-	recs := []kafka.Message{{Topic: schemas.KafkaSamples, Key: key, Value: payload}}
+	var headers []kafka.Header
+	if env.TraceParent != "" {
+		// The agent's trace context, for any consumer to continue (the bridge's own
+		// span replaces it when the bridge traces).
+		headers = []kafka.Header{{Key: tracing.HeaderTraceParent, Value: []byte(env.TraceParent)}}
+	}
+	recs := []kafka.Message{{Topic: schemas.KafkaSamples, Key: key, Value: payload, Headers: headers}}
 	if events := eventsOf(env); events != nil {
 		value, err := schemas.Encode(events)
 		if err != nil { // cannot happen: a subset of a valid envelope is valid
 			return nil, 0, &schemas.DecodeError{Reason: schemas.ReasonInvalid, Err: err}
 		}
-		recs = append(recs, kafka.Message{Topic: schemas.KafkaEvents, Key: key, Value: value})
+		recs = append(recs, kafka.Message{Topic: schemas.KafkaEvents, Key: key, Value: value, Headers: slices.Clone(headers)})
 	}
 	return recs, len(env.Samples), nil
 }

@@ -402,3 +402,38 @@ func TestQueueIsBoundedByBytes(t *testing.T) {
 		t.Fatalf("%d of 8 messages reached Kafka", n)
 	}
 }
+
+// The agent's trace context travels on: Convert puts the envelope's traceparent in
+// each record's header of that name (the samples and the events record), and none
+// when the envelope has none.
+func TestConvertCarriesTheTraceContext(t *testing.T) {
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	e := schemas.Envelope{Version: 1, Tenant: path.Tenant, Site: path.Site, Area: path.Area, Line: path.Line, Equipment: path.Equipment,
+		Agent: "gw", TraceParent: tp, Samples: []schemas.Sample{
+			{Seq: 1, Tag: "speed", Role: schemas.RoleMeasurement, TS: time.Now(), Kind: schemas.NumberValue, Value: 1, Quality: schemas.QualityGood},
+			{Seq: 2, Tag: "state", Role: schemas.RoleState, TS: time.Now(), Kind: schemas.NumberValue, Value: 1, Quality: schemas.QualityGood, State: schemas.StateRunning}}}
+	for _, withTrace := range []bool{true, false} {
+		if !withTrace {
+			e.TraceParent = ""
+		}
+		payload, err := schemas.Encode(&e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs, _, err := bridge.Convert(schemas.Limits{}, path.Topic(), payload)
+		if err != nil || len(recs) != 2 {
+			t.Fatalf("Convert: %d records, %v", len(recs), err)
+		}
+		for _, r := range recs {
+			var got string
+			for _, h := range r.Headers {
+				if h.Key == "traceparent" {
+					got = string(h.Value)
+				}
+			}
+			if want := map[bool]string{true: tp, false: ""}[withTrace]; got != want {
+				t.Errorf("%s record: traceparent header %q, want %q", r.Topic, got, want)
+			}
+		}
+	}
+}

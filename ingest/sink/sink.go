@@ -38,6 +38,7 @@ import (
 
 	"takt.dev/schemas"
 	"takt.dev/servicekit"
+	"takt.dev/servicekit/tracing"
 )
 
 // Config is a sink's configuration. Zero fields take the defaults of Defaults.
@@ -306,6 +307,15 @@ func (s *Sink) consume(gctx context.Context, partition int, offset int64) {
 // failures until ctx ends. It returns false when ctx ended first (nothing committed).
 func (s *Sink) flush(ctx context.Context, partition int, batch []item) bool {
 	start := time.Now()
+	if tracing.Enabled() {
+		records := make([]kafka.Message, len(batch))
+		for i := range batch {
+			records[i] = batch[i].msg
+		}
+		var end func()
+		ctx, end = tracing.ConsumeBatch(ctx, tracer, "sink batch", records)
+		defer end()
+	}
 	if err := s.ensurePartitions(ctx, batch); err != nil && ctx.Err() != nil {
 		return false
 	}
@@ -332,6 +342,8 @@ func (s *Sink) flush(ctx context.Context, partition int, batch []item) bool {
 }
 
 type result struct{ rows, envelopes, duplicates int }
+
+var tracer = tracing.Tracer("sink")
 
 func (s *Sink) commit(ctx context.Context, partition int, batch []item) (result, error) {
 	var res result

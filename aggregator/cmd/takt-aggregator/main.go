@@ -35,6 +35,7 @@ import (
 	"takt.dev/servicekit/buildinfo"
 	"takt.dev/servicekit/kafkalink"
 	"takt.dev/servicekit/poolstats"
+	"takt.dev/servicekit/tracing"
 )
 
 func main() {
@@ -123,7 +124,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	stopTracing, err := tracing.Setup(ctx, getenv, "takt-aggregator", servicekit.Release)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	pool, err := tracing.NewPool(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return fmt.Errorf("database_url: %w", err)
 	}

@@ -28,6 +28,7 @@ import (
 	"takt.dev/plant/store"
 	"takt.dev/schemas"
 	"takt.dev/servicekit"
+	"takt.dev/servicekit/tracing"
 )
 
 // Config shapes the aggregator. Zero fields take defaults.
@@ -154,7 +155,13 @@ func (s *Service) consume(ctx context.Context) error {
 			}
 			envs = append(envs, env)
 		}
-		if err := s.save(ctx, envs); err != nil {
+		sctx, end := ctx, func() {}
+		if tracing.Enabled() && len(envs) > 0 {
+			sctx, end = tracing.ConsumeBatch(ctx, tracer, "aggregator save", batch)
+		}
+		err := s.save(sctx, envs)
+		end()
+		if err != nil {
 			return err
 		}
 		for _, st := range statuses {
@@ -167,6 +174,8 @@ func (s *Service) consume(ctx context.Context) error {
 		}
 	}
 }
+
+var tracer = tracing.Tracer("aggregator")
 
 func (s *Service) refuse(m kafka.Message, reason string, err error) {
 	s.m.refused.WithLabelValues(reason).Inc()

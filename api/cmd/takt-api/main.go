@@ -45,6 +45,7 @@ import (
 	"takt.dev/servicekit/buildinfo"
 	"takt.dev/servicekit/pii"
 	"takt.dev/servicekit/poolstats"
+	"takt.dev/servicekit/tracing"
 )
 
 func main() {
@@ -183,14 +184,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	primary, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	stopTracing, err := tracing.Setup(ctx, getenv, "takt-api", servicekit.Release)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	primary, err := tracing.NewPool(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return fmt.Errorf("database_url: %w", err)
 	}
 	defer primary.Close()
 	var replicas []*pgxpool.Pool
 	for _, u := range cfg.ReadReplicaURLs {
-		p, err := pgxpool.New(ctx, u)
+		p, err := tracing.NewPool(ctx, u)
 		if err != nil {
 			return err
 		}

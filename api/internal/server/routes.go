@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+
+	"takt.dev/servicekit/tracing"
 )
 
 // routes is the whole HTTP surface.
@@ -87,7 +90,18 @@ func (s *Server) routes() http.Handler {
 		}
 		w.Write([]byte("ready\n"))
 	})
-	return s.m.instrument(secure(s.d.RequestTimeout, mux))
+	h := s.m.instrument(secure(s.d.RequestTimeout, mux))
+	if tracing.Enabled() {
+		// A server span per request (continuing a caller's traceparent), named by the
+		// route once the mux has chosen it; the SQL it runs are its children.
+		h = otelhttp.NewHandler(h, "HTTP", otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+			if r.Pattern != "" {
+				return r.Pattern // "GET /api/v1/equipment/{code}/oee"
+			}
+			return r.Method
+		}))
+	}
+	return h
 }
 
 // secure sets the headers every answer carries, and bounds every request's time:

@@ -19,6 +19,7 @@ import (
 	"takt.dev/edge-agent/internal/agent"
 	"takt.dev/edge-agent/internal/config"
 	"takt.dev/servicekit"
+	"takt.dev/servicekit/tracing"
 )
 
 func main() { main0(os.Args[1:]) }
@@ -75,5 +76,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	stopTracing, err := tracing.Setup(ctx, os.Getenv, "takt-agent", servicekit.Release)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	return agent.Run(ctx, cfg, agent.Options{Log: log})
 }

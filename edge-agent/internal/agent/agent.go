@@ -30,6 +30,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"takt.dev/edge-agent/internal/buffer"
@@ -39,6 +41,7 @@ import (
 	"takt.dev/schemas"
 	"takt.dev/servicekit"
 	"takt.dev/servicekit/buildinfo"
+	"takt.dev/servicekit/tracing"
 )
 
 // Options are what Run needs besides the configuration.
@@ -113,7 +116,19 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 			sources.Add(1)
 			go func() {
 				defer sources.Done()
-				run(srcCtx, src.Config, func(rs []source.Reading) { b.addReadings(srcCtx, ei, maps, rs) })
+				emit := func(rs []source.Reading) { b.addReadings(srcCtx, ei, maps, rs) }
+				if tracing.Enabled() {
+					// A span for each delivery of readings (a poll's, or a subscription's
+					// notification): where the trace of their samples begins.
+					emit = func(rs []source.Reading) {
+						ctx, span := tracer.Start(srcCtx, "poll "+src.SourceName(), trace.WithAttributes(
+							attribute.String("takt.source", src.SourceName()), attribute.String("takt.driver", src.Driver),
+							attribute.String("takt.equipment", cfg.Equipment[ei].Code), attribute.Int("takt.readings", len(rs))))
+						b.addReadings(ctx, ei, maps, rs)
+						span.End()
+					}
+				}
+				run(srcCtx, src.Config, emit)
 			}()
 		}
 	}
@@ -212,7 +227,13 @@ type batcher struct {
 type pendingBatch struct {
 	samples []schemas.Sample
 	since   time.Time
+	// trace is the span (a poll's) that gave the batch its first sample: the
+	// envelope's span is its child (traces on only).
+	trace trace.SpanContext
 }
+
+// tracer makes the agent's spans (no-op ones unless tracing.Setup turned traces on).
+var tracer = tracing.Tracer("agent")
 
 func newBatcher(cfg *config.Config, buf *buffer.Buffer, now func() time.Time, reg prometheus.Registerer) *batcher {
 	b := &batcher{cfg: cfg, buf: buf, now: now, pending: make([]pendingBatch, len(cfg.Equipment)), seq: buf.LastSeq() + 1,
@@ -349,6 +370,7 @@ func (b *batcher) add(ctx context.Context, ei int, samples []schemas.Sample) {
 		p := &b.pending[ei]
 		if len(p.samples) == 0 {
 			p.since = b.now()
+			p.trace = trace.SpanContextFromContext(ctx)
 		}
 		p.samples = append(p.samples, s)
 		if len(p.samples) >= b.cfg.Publish.BatchSize {
@@ -423,7 +445,11 @@ func (b *batcher) flush(ctx context.Context, ei int) {
 	if len(p.samples) == 0 {
 		return
 	}
-	switch n := b.write(ctx, ei, p.samples); n {
+	wctx := ctx
+	if p.trace.IsValid() {
+		wctx = trace.ContextWithSpanContext(ctx, p.trace)
+	}
+	switch n := b.write(wctx, ei, p.samples); n {
 	case len(p.samples):
 		p.samples = nil
 	case 0:
@@ -442,6 +468,15 @@ func (b *batcher) write(ctx context.Context, ei int, samples []schemas.Sample) i
 	first := b.seq
 	for i := range env.Samples {
 		env.Samples[i].Seq = first + uint64(i)
+	}
+	if tracing.Enabled() {
+		// The envelope's span, a child of the poll that began the batch; its context
+		// travels in the envelope (the bridge and the sink continue the trace).
+		var span trace.Span
+		ctx, span = tracer.Start(ctx, "envelope", trace.WithAttributes(attribute.String("takt.equipment", e.Code),
+			attribute.Int("takt.samples", len(samples)), attribute.Int64("takt.first_seq", int64(first))))
+		defer span.End()
+		env.TraceParent = tracing.TraceParent(ctx)
 	}
 	payload, err := schemas.Encode(&env)
 	if err != nil {

@@ -23,11 +23,15 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"takt.dev/edge-agent/internal/buffer"
 	"takt.dev/edge-agent/internal/config"
 	"takt.dev/schemas"
 	"takt.dev/servicekit"
+	"takt.dev/servicekit/tracing"
 )
 
 // AckTimeout is how long a PUBACK may take before the publisher gives up on the
@@ -243,11 +247,19 @@ func (p *Publisher) session(ctx context.Context) error {
 			return nil
 		}
 		start := time.Now()
+		span := noSpan
+		if tracing.Enabled() {
+			// From the publish to its PUBACK, a child of the envelope's span.
+			_, span = tracer.Start(tracing.FromTraceParent(sctx, schemas.PeekTraceParent(rec.Payload)), "publish "+rec.Topic,
+				trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attribute.Int("takt.samples", rec.Samples),
+					attribute.Int("messaging.message.body.size", len(rec.Payload)), attribute.String("messaging.system", "mqtt")))
+		}
 		tok := p.client.Publish(rec.Topic, 1, false, rec.Payload)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
+			defer span.End()
 			select {
 			case <-tok.Done():
 			case <-sctx.Done(): // connection lost: resent after the rewind
@@ -255,6 +267,7 @@ func (p *Publisher) session(ctx context.Context) error {
 			case <-time.After(AckTimeout):
 			}
 			if !tokDone(tok) || tok.Error() != nil {
+				span.SetStatus(codes.Error, "no PUBACK: sent again")
 				p.m.failures.Inc()
 				cancel()
 				return
@@ -269,6 +282,11 @@ func (p *Publisher) session(ctx context.Context) error {
 		}()
 	}
 }
+
+var (
+	tracer = tracing.Tracer("agent")
+	noSpan = trace.SpanFromContext(context.Background()) // a span that records nothing
+)
 
 func tokDone(t mqtt.Token) bool {
 	select {

@@ -39,6 +39,7 @@ import (
 	"takt.dev/servicekit/buildinfo"
 	"takt.dev/servicekit/kafkalink"
 	"takt.dev/servicekit/poolstats"
+	"takt.dev/servicekit/tracing"
 )
 
 func main() { main0(os.Args[1:]) }
@@ -204,6 +205,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	stopTracing, err := tracing.Setup(ctx, getenv, "takt-ingest", servicekit.Release)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector("takt-ingest"))
 
@@ -228,6 +234,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 				return err
 			}
 		} else {
+			tracing.Instrument(pcfg.ConnConfig)
 			if pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
 				return fmt.Errorf("database_url: %w", err)
 			}

@@ -130,7 +130,7 @@ func buildBinaries(t testing.TB) string {
 // its last run got to the first state of the next), the rest exact.
 func TestEndToEnd(t *testing.T) {
 	bin := buildBinaries(t)
-	t.Run("subscribe", func(t *testing.T) { endToEnd(t, bin, e2eRun{}) })
+	t.Run("subscribe", func(t *testing.T) { endToEnd(t, bin, e2eRun{traces: true}) })
 	t.Run("agent killed mid-shift", func(t *testing.T) { endToEnd(t, bin, e2eRun{kill: true}) })
 	// The same shift replayed by an OPC UA server that is not plcsim (node-opcua,
 	// testdata/replay-server.js), with the PLC's source timestamps.
@@ -145,6 +145,7 @@ type e2eRun struct {
 	kill           bool // SIGKILL the agent mid-shift
 	nodeOPCUA      bool // node-opcua replays the shift instead of plcsim
 	leastPrivilege bool // no service is a superuser or the tables' owner
+	traces         bool // every program exports traces to an in-process OTLP receiver
 }
 
 func endToEnd(t *testing.T, bin string, run e2eRun) {
@@ -239,6 +240,14 @@ equipment:
 	os.WriteFile(aggCfg, []byte(fmt.Sprintf("http_addr: 127.0.0.1:%d\n", aggHTTP)+"recompute_every: 200ms\nlinger: 50ms\n"), 0o644)
 
 	env := []string{"DATABASE_URL=" + db.URL, "TAKT_PII_KEYS=" + testkit.PIIKeys(), "TAKT_KAFKA_BROKERS=" + strings.Join(k.Brokers(), ","), "TAKT_MQTT_URL=" + mq.URL()}
+	var otlp *testkit.OTLPReceiver
+	if run.traces {
+		// The standard variables, as an operator sets them; a quarter of the traces
+		// the agent begins are kept (the rest follow their parent's decision).
+		otlp = testkit.NewOTLPReceiver(t)
+		env = append(env, "OTEL_EXPORTER_OTLP_ENDPOINT="+otlp.URL, "OTEL_BSP_SCHEDULE_DELAY=200",
+			"OTEL_TRACES_SAMPLER=parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG=0.25")
+	}
 	var procs []*child
 	t.Cleanup(func() {
 		for i := len(procs) - 1; i >= 0; i-- {
@@ -348,11 +357,125 @@ equipment:
 		t.Errorf("good: served %v, want %d", got.Total["good_count"], want.GoodCount)
 	}
 	t.Logf("shift 06:00-14:00: OEE %.6f (A %.6f, P %.6f, Q %.6f), %d parts", *want.OEE, *want.Availability, *want.Performance, *want.Quality, want.TotalCount)
+	if otlp != nil {
+		checkTraces(t, otlp, fmt.Sprintf("http://%s/api/v1/equipment/filler-1/oee?bucket=day&from=%s&to=%s", apiAddr, from.Format(time.RFC3339), to.Format(time.RFC3339)), token)
+	}
 	if !nodeOPCUA && !kill {
 		// Every metric the Grafana fleet dashboard and the Prometheus rules name is
 		// exposed by a real process of the pipeline.
 		checkMetricsExist(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", agentMetrics), fmt.Sprintf("http://127.0.0.1:%d/metrics", ingestHTTP),
 			fmt.Sprintf("http://127.0.0.1:%d/metrics", aggHTTP), fmt.Sprintf("http://%s/metrics", apiAddr))
+	}
+}
+
+// checkTraces shows that a sample's way is one trace from the PLC to the database:
+// the agent's poll, the envelope built from it, and as the envelope's children its
+// MQTT publish and the bridge (MQTT 3.1.1 has no headers: the envelope carries its own
+// span's context), then both consumers of what the bridge wrote (the sink, whose COPY
+// runs under a batch span of such a trace, and the aggregator, whose SQL does
+// likewise); and that an API request carrying a caller's traceparent continues that
+// trace, with its SQL as children.
+func checkTraces(t *testing.T, otlp *testkit.OTLPReceiver, url, token string) {
+	t.Helper()
+	const callerTrace, callerSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("traceparent", "00-"+callerTrace+"-"+callerSpan+"-01")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+
+	var report string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		spans := otlp.Spans()
+		byID := map[string]testkit.Span{}
+		children := map[string][]testkit.Span{}
+		for _, s := range spans {
+			byID[s.SpanID] = s
+			children[s.ParentID] = append(children[s.ParentID], s)
+		}
+		child := func(parent testkit.Span, service, prefix string) (testkit.Span, bool) {
+			for _, c := range children[parent.SpanID] {
+				if c.Service == service && strings.HasPrefix(c.Name, prefix) && c.TraceID == parent.TraceID {
+					return c, true
+				}
+			}
+			return testkit.Span{}, false
+		}
+		parentOf := func(s testkit.Span, service, prefix string) (testkit.Span, bool) {
+			p, ok := byID[s.ParentID]
+			return p, ok && p.Service == service && strings.HasPrefix(p.Name, prefix) && p.TraceID == s.TraceID
+		}
+		chain, copyChain, aggSQL, api := false, false, false, false
+		steps := make([]int, 5) // bridge spans with an envelope parent, its publish, its poll; with a sink child, an aggregator child
+		for _, b := range spans {
+			if b.Service != "takt-ingest" || !strings.HasPrefix(b.Name, "bridge ") {
+				continue
+			}
+			// MQTT 3.1.1 carries no headers: the envelope's traceparent is the envelope's
+			// span, so the bridge is its child, as the publish is.
+			env, ok1 := parentOf(b, "takt-agent", "envelope")
+			_, ok2 := child(env, "takt-agent", "publish ")
+			_, ok3 := parentOf(env, "takt-agent", "poll plc")
+			sink, ok4 := child(b, "takt-ingest", "consume takt.samples.v1")
+			agg, ok5 := child(b, "takt-aggregator", "consume takt.events.v1")
+			for i, ok := range []bool{ok1, ok1 && ok2, ok1 && ok2 && ok3, ok4, ok5} {
+				if ok {
+					steps[i]++
+				}
+			}
+			if ok1 && ok2 && ok3 && ok4 && ok5 {
+				chain = true
+				if batch, ok := child(sink, "takt-ingest", "sink batch"); ok {
+					if _, ok := child(batch, "takt-ingest", "COPY"); ok {
+						copyChain = true
+					}
+				}
+				if save, ok := child(agg, "takt-aggregator", "aggregator save"); ok && len(children[save.SpanID]) > 0 {
+					aggSQL = true
+				}
+			}
+		}
+		// The batch spans under other traces count too: a batch's span is the child of
+		// its first record's.
+		for _, s := range spans {
+			if s.Service == "takt-ingest" && s.Name == "COPY" {
+				if batch, ok := parentOf(s, "takt-ingest", "sink batch"); ok {
+					if rec, ok := parentOf(batch, "takt-ingest", "consume takt.samples.v1"); ok {
+						if _, ok := parentOf(rec, "takt-ingest", "bridge "); ok {
+							copyChain = true
+						}
+					}
+				}
+			}
+			if s.Service == "takt-aggregator" && s.Name != "aggregator save" && s.Attributes["db.system.name"] == "postgresql" {
+				if _, ok := parentOf(s, "takt-aggregator", "aggregator save"); ok {
+					aggSQL = true
+				}
+			}
+			if s.Service == "takt-api" && s.TraceID == callerTrace && s.ParentID == callerSpan && s.Name == "GET /api/v1/equipment/{code}/oee" {
+				for _, c := range children[s.SpanID] {
+					api = api || c.Attributes["db.system.name"] == "postgresql"
+				}
+			}
+		}
+		report = fmt.Sprintf("%d spans; poll→envelope→{publish, bridge→{sink, aggregator}} chain %v %v, sink COPY under a traced batch %v, aggregator SQL %v, API request continuing the caller's trace with SQL %v",
+			len(spans), chain, steps, copyChain, aggSQL, api)
+		if chain && copyChain && aggSQL && api {
+			t.Log(report)
+			return
+		}
+		if time.Now().After(deadline) {
+			names := map[string]int{}
+			for _, s := range spans {
+				names[s.Service+" "+s.Name]++
+			}
+			t.Fatalf("traces: %s; spans by service and name: %v", report, names)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
 
