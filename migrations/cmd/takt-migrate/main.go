@@ -46,7 +46,8 @@ Commands:
 The database URL is -database, or DATABASE_URL when the flag is not given.
 Every statement waits at most -lock-timeout for a lock (so that a migration never
 makes writers queue behind it for longer); up tries a migration that gave up again,
--lock-retries times, after a pause that doubles from 1s.
+-lock-retries times, after a pause that doubles from 1s. Progress and retries are
+logged on stderr, as text or JSON (TAKT_LOG_FORMAT=json, TAKT_LOG_LEVEL).
 `
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -80,6 +81,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if *lockTimeout < 0 || *lockRetries < 0 {
 		return fmt.Errorf("-lock-timeout %v, -lock-retries %d: want 0 or more", *lockTimeout, *lockRetries)
 	}
+	// Progress and retries go to stderr as the services log (TAKT_LOG_FORMAT,
+	// TAKT_LOG_LEVEL); results to stdout.
+	log, err := servicekit.Logger(getenv, stderr)
+	if err != nil {
+		return err
+	}
 	db, err := migrations.OpenForMigrations(*url, *lockTimeout)
 	if err != nil {
 		return err
@@ -98,8 +105,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		switch cmd {
 		case "up":
-			log := func(msg string, args ...any) { fmt.Fprintln(stderr, append([]any{"takt-migrate:", msg}, args...)...) }
-			res, err := migrations.UpOnline(ctx, db, migrations.UpOptions{Retries: *lockRetries, Pause: time.Second, Log: log})
+			res, err := migrations.UpOnline(ctx, db, migrations.UpOptions{Retries: *lockRetries, Pause: time.Second, Log: log.Warn})
 			for _, r := range res {
 				fmt.Fprintf(stdout, "applied %s (%s)\n", r.Source.Path, r.Duration.Round(time.Millisecond))
 			}
@@ -168,8 +174,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 				from = now.AddDate(0, 0, -*retention)
 			}
 			from = from.Truncate(24 * time.Hour)
-			log := func(msg string, args ...any) { fmt.Fprintln(stderr, append([]any{"takt-migrate:", msg}, args...)...) }
-			days, rows, err := migrations.MoveDefaultSamples(ctx, db, from, now.Truncate(24*time.Hour).AddDate(0, 0, *ahead), *moveBatch, log)
+			days, rows, err := migrations.MoveDefaultSamples(ctx, db, from, now.Truncate(24*time.Hour).AddDate(0, 0, *ahead), *moveBatch, log.Info)
 			if err != nil {
 				return err
 			}
