@@ -65,13 +65,11 @@ func (l Limits) Decode(data []byte) (*Envelope, error) {
 		return nil, &DecodeError{ReasonTooLarge, fmt.Errorf("message of %d bytes exceeds the limit of %d bytes", len(data), l.MaxBytes)}
 	}
 	w := wireEnvelope{Samples: wireSamples{max: l.MaxSamples}}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(&w)
-	if err == nil {
-		if _, terr := dec.Token(); terr != io.EOF {
-			err = errors.New("data after the envelope's closing brace")
-		}
+	var err error
+	if !parseFast(data, &w) {
+		// Whatever the fast path does not handle, and every error: encoding/json.
+		w = wireEnvelope{Samples: wireSamples{max: l.MaxSamples}}
+		err = parseSlow(data, &w)
 	}
 	if tm := (*tooManySamples)(nil); errors.As(err, &tm) {
 		return nil, &DecodeError{ReasonTooLarge, err}
@@ -235,6 +233,19 @@ func appendString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// parseSlow fills w from data with encoding/json, unknown members refused.
+func parseSlow(data []byte, w *wireEnvelope) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(w)
+	if err == nil {
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = errors.New("data after the envelope's closing brace")
+		}
+	}
+	return err
 }
 
 type wireEnvelope struct {
