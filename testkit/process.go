@@ -247,3 +247,14 @@ func (p *serverProc) Running() bool {
 	defer p.mu.Unlock()
 	return p.cmd != nil
 }
+
+// Pid is the server process's id, 0 when it is not running (benchmarks read its
+// resource use from /proc).
+func (p *serverProc) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}

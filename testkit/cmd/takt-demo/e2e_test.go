@@ -110,7 +110,7 @@ func buildBinaries(t testing.TB) string {
 	t.Helper()
 	bin := t.TempDir()
 	build := exec.Command("go", "build", "-o", bin+"/", "./edge-agent/cmd/plcsim", "./edge-agent/cmd/takt-agent",
-		"./ingest/cmd/takt-ingest", "./aggregator/cmd/takt-aggregator", "./api/cmd/takt-api")
+		"./ingest/cmd/takt-ingest", "./ingest/cmd/takt-loadgen", "./aggregator/cmd/takt-aggregator", "./api/cmd/takt-api")
 	root, _ := filepath.Abs("../../..")
 	build.Dir = root
 	build.Env = append(os.Environ(), "GOWORK="+filepath.Join(root, "go.work")) // the binaries are other modules of the workspace
