@@ -49,34 +49,41 @@ func main() {
 
 // Report is what a run measured; -json prints it as is.
 type Report struct {
-	Agent            string  `json:"agent"`
-	Seconds          float64 `json:"seconds"`            // publishing
-	OfferedSamples   int64   `json:"offered_samples"`    // published
-	OfferedPerS      float64 `json:"offered_per_s"`      // ... per second of publishing
-	AckedSamples     int64   `json:"acked_samples"`      // PUBACKed by the broker
-	FailedEnvelopes  int64   `json:"failed_envelopes"`   // publishes the broker did not acknowledge
-	StoredInWindow   int64   `json:"stored_in_window"`   // stored by the sink while publishing
-	StoredPerS       float64 `json:"stored_per_s"`       // ... per second: what the pipeline carried
-	StoredSamples    int64   `json:"stored_samples"`     // stored by the end of the drain
-	DelayEnvelopes   int     `json:"delay_envelopes"`    // envelopes the delays are of
-	DelayP50Millis   float64 `json:"delay_p50_ms"`       // publish → the sink's transaction
-	DelayP90Millis   float64 `json:"delay_p90_ms"`
-	DelayP99Millis   float64 `json:"delay_p99_ms"`
-	DelayMaxMillis   float64 `json:"delay_max_ms"`
-	Drained bool    `json:"drained"` // everything acknowledged was stored by the end of the drain
+	Agent           string  `json:"agent"`
+	Seconds         float64 `json:"seconds"`          // publishing
+	OfferedSamples  int64   `json:"offered_samples"`  // published
+	OfferedPerS     float64 `json:"offered_per_s"`    // ... per second of publishing
+	AckedSamples    int64   `json:"acked_samples"`    // PUBACKed by the broker
+	FailedEnvelopes int64   `json:"failed_envelopes"` // publishes the broker did not acknowledge
+	StoredInWindow  int64   `json:"stored_in_window"` // stored by the sink while publishing
+	StoredPerS      float64 `json:"stored_per_s"`     // ... per second: what the pipeline carried
+	StoredSamples   int64   `json:"stored_samples"`   // stored by the end of the drain
+	DelayEnvelopes  int     `json:"delay_envelopes"`  // envelopes the delays are of
+	DelayP50Millis  float64 `json:"delay_p50_ms"`     // publish → the sink's transaction
+	DelayP90Millis  float64 `json:"delay_p90_ms"`
+	DelayP99Millis  float64 `json:"delay_p99_ms"`
+	DelayMaxMillis  float64 `json:"delay_max_ms"`
+	Drained         bool    `json:"drained"` // everything acknowledged was stored by the end of the drain
 }
 
 type options struct {
 	mqttURL, user, pass, ca, cert, key string
-	tenants, equipment, samples       int
-	rate                              float64
-	duration, drain                   time.Duration
-	inflight                          int
-	database, agent                   string
-	json                              bool
+	tenants, equipment, samples        int
+	rate                               float64
+	duration, drain                    time.Duration
+	inflight                           int
+	database, agent                    string
+	json                               bool
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version" || args[0] == "version") {
+		if len(args) > 1 {
+			return fmt.Errorf("%s: unexpected arguments %q", args[0], args[1:])
+		}
+		fmt.Fprintln(stdout, servicekit.VersionLine("takt-loadgen"))
+		return nil
+	}
 	fs := flag.NewFlagSet("takt-loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options

@@ -102,6 +102,7 @@ func TestLoadgenFlagErrors(t *testing.T) {
 		"-agent a/b":                           `-agent "a/b"`,
 		"-mqtt tcp://127.0.0.1:1 -duration 1s": "connect to tcp://127.0.0.1:1",
 		"extra":                                "unexpected arguments",
+		"--version extra":                      "unexpected arguments",
 	} {
 		err := run(context.Background(), strings.Fields(args), func(string) string { return "" }, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -23,7 +23,8 @@ import (
 
 // The services' container image: the one definition, for every architecture.
 //
-//   - /usr/bin: takt-ingest, takt-aggregator, takt-api and takt-migrate, static pure-Go
+//   - /usr/bin: takt-ingest, takt-aggregator, takt-api, takt-migrate and takt-loadgen
+//     (capacity planning, as a Job), static pure-Go
 //     binaries with the time zone database built in (the aggregator's shifts and days
 //     are in each site's zone, and the image has no /usr/share/zoneinfo).
 //   - /etc/passwd and /etc/group naming root and takt (65532), the user it runs as;

@@ -46,7 +46,7 @@ func TestImage(t *testing.T) {
 	fsys := t.TempDir()
 	names := extract(t, img, fsys)
 	want := []string{"etc", "etc/group", "etc/passwd", "etc/ssl", "etc/ssl/certs", "etc/ssl/certs/ca-certificates.crt",
-		"etc/takt", "tmp", "usr", "usr/bin", "usr/bin/takt-aggregator", "usr/bin/takt-api", "usr/bin/takt-ingest", "usr/bin/takt-migrate"}
+		"etc/takt", "tmp", "usr", "usr/bin", "usr/bin/takt-aggregator", "usr/bin/takt-api", "usr/bin/takt-ingest", "usr/bin/takt-loadgen", "usr/bin/takt-migrate"}
 	slices.Sort(names)
 	if !slices.Equal(names, want) {
 		t.Fatalf("the image holds\n%s\nwant\n%s", strings.Join(names, "\n"), strings.Join(want, "\n"))
@@ -54,7 +54,7 @@ func TestImage(t *testing.T) {
 	if info, err := os.Stat(filepath.Join(fsys, "tmp")); err != nil || info.Mode()&os.ModeSticky == 0 || info.Mode().Perm() != 0o777 {
 		t.Errorf("/tmp: %v %v", info.Mode(), err)
 	}
-	for _, b := range []string{"takt-ingest", "takt-aggregator", "takt-api", "takt-migrate"} {
+	for _, b := range []string{"takt-ingest", "takt-aggregator", "takt-api", "takt-migrate", "takt-loadgen"} {
 		bi, err := buildinfo.ReadFile(filepath.Join(fsys, "usr/bin", b))
 		if err != nil {
 			t.Fatal(err)

@@ -1,7 +1,7 @@
 // Command takt-package builds Takt's Debian packages with nfpm (as a library):
 // takt-agent (the edge agent, its unit, a configuration to edit, its user and state
-// directory) and takt-services (takt-ingest, takt-aggregator, takt-api and
-// takt-migrate, their units, the daily partitions timer, configurations, an
+// directory) and takt-services (takt-ingest, takt-aggregator, takt-api, takt-migrate
+// and takt-loadgen, their units, the daily partitions timer, configurations, an
 // environment file and their user), for each architecture asked, cross-built as
 // static pure-Go binaries.
 //
@@ -90,7 +90,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 }
 
 // servicePackages are the Go packages of the services' binaries.
-var servicePackages = []string{"./ingest/cmd/takt-ingest", "./aggregator/cmd/takt-aggregator", "./api/cmd/takt-api", "./migrations/cmd/takt-migrate"}
+var servicePackages = []string{"./ingest/cmd/takt-ingest", "./aggregator/cmd/takt-aggregator", "./api/cmd/takt-api", "./migrations/cmd/takt-migrate",
+	"./ingest/cmd/takt-loadgen"}
 
 // crossBuild builds pkgs for the Debian architecture arch as static pure-Go
 // binaries into dir, with the release and the repository's revision stamped in.
@@ -191,7 +192,7 @@ func agentPackage(root, bin, units string) *nfpm.Info {
 func servicesPackage(root, bin, units string) *nfpm.Info {
 	p := common("takt-services", "Takt services: ingest (MQTT to Kafka to PostgreSQL), aggregator (OEE), API and dashboard, migrations")
 	p.Contents = files.Contents{dir("/etc/takt", 0o750)}
-	for _, b := range []string{"takt-ingest", "takt-aggregator", "takt-api", "takt-migrate"} {
+	for _, b := range []string{"takt-ingest", "takt-aggregator", "takt-api", "takt-migrate", "takt-loadgen"} {
 		p.Contents = append(p.Contents, file(filepath.Join(bin, b), "/usr/bin/"+b, 0o755))
 	}
 	for _, u := range []string{"takt-ingest.service", "takt-aggregator.service", "takt-api.service", "takt-partitions.service", "takt-partitions.timer"} {

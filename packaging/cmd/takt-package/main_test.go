@@ -15,7 +15,7 @@ import (
 // agentFiles and serviceFiles are what each package must install.
 var (
 	agentFiles   = []string{"usr/bin/takt-agent", "lib/systemd/system/takt-agent.service", "etc/takt-agent/agent.yaml"}
-	serviceFiles = []string{"usr/bin/takt-ingest", "usr/bin/takt-aggregator", "usr/bin/takt-api", "usr/bin/takt-migrate",
+	serviceFiles = []string{"usr/bin/takt-ingest", "usr/bin/takt-aggregator", "usr/bin/takt-api", "usr/bin/takt-migrate", "usr/bin/takt-loadgen",
 		"lib/systemd/system/takt-ingest.service", "lib/systemd/system/takt-aggregator.service", "lib/systemd/system/takt-api.service",
 		"lib/systemd/system/takt-partitions.service", "lib/systemd/system/takt-partitions.timer",
 		"etc/takt/ingest.yaml", "etc/takt/aggregator.yaml", "etc/takt/api.yaml", "etc/takt/takt.env"}
@@ -100,7 +100,7 @@ func install(t *testing.T, out string) {
 			t.Errorf("%s: %s, want %s", path, got, want)
 		}
 	}
-	for _, b := range []string{"takt-agent", "takt-ingest", "takt-aggregator", "takt-api", "takt-migrate"} {
+	for _, b := range []string{"takt-agent", "takt-ingest", "takt-aggregator", "takt-api", "takt-migrate", "takt-loadgen"} {
 		if v := sh("/usr/bin/"+b, "--version"); !strings.HasPrefix(v, b+" 0.1.0~test (revision ") {
 			t.Errorf("%s --version: %q", b, v)
 		}
