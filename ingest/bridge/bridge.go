@@ -37,6 +37,7 @@ import (
 
 	"takt.dev/schemas"
 	"takt.dev/servicekit"
+	"takt.dev/servicekit/tracekafka"
 	"takt.dev/servicekit/tracing"
 )
 
@@ -535,11 +536,11 @@ func (b *Bridge) convert(ctx context.Context, msg mqtt.Message) ([]kafka.Message
 	// The bridge's span, from the envelope's check to its records' write, a child of
 	// the agent's span the envelope names; its context replaces the envelope's in the
 	// records' traceparent header.
-	ctx, span := tracer.Start(tracing.FromHeaders(ctx, recs[0].Headers), "bridge "+msg.Topic(),
+	ctx, span := tracer.Start(tracekafka.FromHeaders(ctx, recs[0].Headers), "bridge "+msg.Topic(),
 		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attribute.Int("takt.samples", samples),
 			attribute.String("messaging.system", "kafka"), attribute.String("messaging.destination.name", schemas.KafkaSamples)))
 	for i := range recs {
-		tracing.SetHeader(ctx, &recs[i])
+		tracekafka.SetHeader(ctx, &recs[i])
 	}
 	return recs, samples, span
 }
@@ -574,7 +575,7 @@ func Convert(limits schemas.Limits, topic string, payload []byte) ([]kafka.Messa
 	if env.TraceParent != "" {
 		// The agent's trace context, for any consumer to continue (the bridge's own
 		// span replaces it when the bridge traces).
-		headers = []kafka.Header{{Key: tracing.HeaderTraceParent, Value: []byte(env.TraceParent)}}
+		headers = []kafka.Header{{Key: tracekafka.HeaderTraceParent, Value: []byte(env.TraceParent)}}
 	}
 	recs := []kafka.Message{{Topic: schemas.KafkaSamples, Key: key, Value: payload, Headers: headers}}
 	if events := eventsOf(env); events != nil {

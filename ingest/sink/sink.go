@@ -38,6 +38,7 @@ import (
 
 	"takt.dev/schemas"
 	"takt.dev/servicekit"
+	"takt.dev/servicekit/tracekafka"
 	"takt.dev/servicekit/tracing"
 )
 
@@ -313,7 +314,7 @@ func (s *Sink) flush(ctx context.Context, partition int, batch []item) bool {
 			records[i] = batch[i].msg
 		}
 		var end func()
-		ctx, end = tracing.ConsumeBatch(ctx, tracer, "sink batch", records)
+		ctx, end = tracekafka.ConsumeBatch(ctx, tracer, "sink batch", records)
 		defer end()
 	}
 	if err := s.ensurePartitions(ctx, batch); err != nil && ctx.Err() != nil {

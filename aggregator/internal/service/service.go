@@ -28,6 +28,7 @@ import (
 	"takt.dev/plant/store"
 	"takt.dev/schemas"
 	"takt.dev/servicekit"
+	"takt.dev/servicekit/tracekafka"
 	"takt.dev/servicekit/tracing"
 )
 
@@ -157,7 +158,7 @@ func (s *Service) consume(ctx context.Context) error {
 		}
 		sctx, end := ctx, func() {}
 		if tracing.Enabled() && len(envs) > 0 {
-			sctx, end = tracing.ConsumeBatch(ctx, tracer, "aggregator save", batch)
+			sctx, end = tracekafka.ConsumeBatch(ctx, tracer, "aggregator save", batch)
 		}
 		err := s.save(sctx, envs)
 		end()

@@ -25,7 +25,7 @@ import (
 func TestImage(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "takt.oci")
 	var stdout bytes.Buffer
-	if err := run([]string{"image", "-version", "0.1.0-test", "-arch", "amd64", "-out", out}, &stdout, io.Discard); err != nil {
+	if err := takt(t, &stdout, "image", "-version", "0.1.0-test", "-arch", "amd64", "-out", out); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(stdout.String(), "takt-services:0.1.0-test sha256:") {

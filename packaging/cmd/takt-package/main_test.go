@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"debug/elf"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -29,7 +31,7 @@ var (
 func TestPackages(t *testing.T) {
 	out := t.TempDir()
 	var stdout bytes.Buffer
-	if err := run([]string{"-version", "0.1.0~test", "-out", out}, &stdout, io.Discard); err != nil {
+	if err := takt(t, &stdout, "-version", "0.1.0~test", "-out", out); err != nil {
 		t.Fatal(err)
 	}
 	for arch, machine := range elfMachine {
@@ -60,6 +62,40 @@ func TestPackages(t *testing.T) {
 	}
 	install(t, out)
 }
+
+// takt runs takt-package as a program of its own, built once without the race
+// detector (make test runs the tests with it, and compressing packages and image
+// layers under it takes minutes), and writes its output to stdout.
+func takt(t *testing.T, stdout io.Writer, args ...string) error {
+	t.Helper()
+	toolOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "takt-package-tool-")
+		if err != nil {
+			toolErr = err
+			return
+		}
+		tool = filepath.Join(dir, "takt-package")
+		if out, err := exec.Command("go", "build", "-o", tool, ".").CombinedOutput(); err != nil {
+			toolErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if toolErr != nil {
+		return toolErr
+	}
+	cmd := exec.Command(tool, args...)
+	var errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = stdout, &errOut
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("takt-package %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
+	}
+	return nil
+}
+
+var (
+	toolOnce sync.Once
+	tool     string
+	toolErr  error
+)
 
 func dpkgDeb(t *testing.T, args ...string) string {
 	t.Helper()
@@ -124,6 +160,29 @@ func install(t *testing.T, out string) {
 	for _, u := range []string{"takt", "takt-agent"} {
 		if _, err := user.Lookup(u); err == nil {
 			t.Errorf("user %s is left after dpkg --purge", u)
+		}
+	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if tool != "" {
+		os.RemoveAll(filepath.Dir(tool))
+	}
+	os.Exit(code)
+}
+
+func TestFlagErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-arch", "mips", "-out", t.TempDir()}, `-arch "mips": want amd64, arm64 or armhf`},
+		{[]string{"image", "-arch", "riscv64", "-out", t.TempDir()}, `-arch "riscv64": want amd64, arm64 or armhf`},
+		{[]string{"image", "-ca-bundle", "/nonexistent", "-out", t.TempDir()}, "-ca-bundle: open /nonexistent"},
+	} {
+		if err := run(c.args, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want %q", c.args, err, c.want)
 		}
 	}
 }

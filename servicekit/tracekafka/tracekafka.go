@@ -1,4 +1,6 @@
-package tracing
+// Package tracekafka carries a W3C trace context through Kafka record headers (apart
+// from package tracing, so that programs without Kafka do not link a Kafka client).
+package tracekafka
 
 import (
 	"context"
@@ -6,6 +8,8 @@ import (
 	"github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
+
+	"takt.dev/servicekit/tracing"
 )
 
 // HeaderTraceParent is the Kafka record header that carries the W3C trace context of
@@ -16,7 +20,7 @@ const HeaderTraceParent = "traceparent"
 func FromHeaders(ctx context.Context, headers []kafka.Header) context.Context {
 	for _, h := range headers {
 		if h.Key == HeaderTraceParent {
-			return FromTraceParent(ctx, string(h.Value))
+			return tracing.FromTraceParent(ctx, string(h.Value))
 		}
 	}
 	return ctx
@@ -25,7 +29,7 @@ func FromHeaders(ctx context.Context, headers []kafka.Header) context.Context {
 // SetHeader sets (or replaces) the traceparent header of m to the span in ctx; a ctx
 // without a span leaves m as it is.
 func SetHeader(ctx context.Context, m *kafka.Message) {
-	tp := TraceParent(ctx)
+	tp := tracing.TraceParent(ctx)
 	if tp == "" {
 		return
 	}
