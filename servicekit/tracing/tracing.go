@@ -1,6 +1,7 @@
 // Package tracing sets up OpenTelemetry traces for a Takt program, and carries a W3C
 // trace context through what Takt sends: the envelope's optional traceparent field
-// (set by the agent), Kafka record headers (set by the bridge), SQL (pgx) and HTTP.
+// (set by the agent), Kafka record headers (set by the bridge; package tracekafka),
+// SQL (pgx; package tracepgx) and HTTP.
 //
 // Off by default. The standard variables turn it on and tune it:
 //

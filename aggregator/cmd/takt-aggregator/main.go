@@ -35,6 +35,7 @@ import (
 	"takt.dev/servicekit/buildinfo"
 	"takt.dev/servicekit/kafkalink"
 	"takt.dev/servicekit/poolstats"
+	"takt.dev/servicekit/tracepgx"
 	"takt.dev/servicekit/tracing"
 )
 
@@ -129,7 +130,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer stopTracing()
-	pool, err := tracing.NewPool(ctx, cfg.DatabaseURL)
+	pool, err := tracepgx.NewPool(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return fmt.Errorf("database_url: %w", err)
 	}

@@ -45,6 +45,7 @@ import (
 	"takt.dev/servicekit/buildinfo"
 	"takt.dev/servicekit/pii"
 	"takt.dev/servicekit/poolstats"
+	"takt.dev/servicekit/tracepgx"
 	"takt.dev/servicekit/tracing"
 )
 
@@ -189,14 +190,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer stopTracing()
-	primary, err := tracing.NewPool(ctx, cfg.DatabaseURL)
+	primary, err := tracepgx.NewPool(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return fmt.Errorf("database_url: %w", err)
 	}
 	defer primary.Close()
 	var replicas []*pgxpool.Pool
 	for _, u := range cfg.ReadReplicaURLs {
-		p, err := tracing.NewPool(ctx, u)
+		p, err := tracepgx.NewPool(ctx, u)
 		if err != nil {
 			return err
 		}

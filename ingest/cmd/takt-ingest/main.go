@@ -39,6 +39,7 @@ import (
 	"takt.dev/servicekit/buildinfo"
 	"takt.dev/servicekit/kafkalink"
 	"takt.dev/servicekit/poolstats"
+	"takt.dev/servicekit/tracepgx"
 	"takt.dev/servicekit/tracing"
 )
 
@@ -234,7 +235,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 				return err
 			}
 		} else {
-			tracing.Instrument(pcfg.ConnConfig)
+			tracepgx.Instrument(pcfg.ConnConfig)
 			if pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
 				return fmt.Errorf("database_url: %w", err)
 			}

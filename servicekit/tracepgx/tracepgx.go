@@ -1,4 +1,6 @@
-package tracing
+// Package tracepgx makes spans of the SQL a pgx connection runs (apart from package
+// tracing, so that programs without PostgreSQL, the agent, do not link its driver).
+package tracepgx
 
 import (
 	"context"
@@ -10,6 +12,8 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
+
+	"takt.dev/servicekit/tracing"
 )
 
 // PgxTracer makes a client span of every query, COPY and batch a pgx connection
@@ -21,8 +25,8 @@ type PgxTracer struct{ tracer trace.Tracer }
 // Instrument sets a PgxTracer on cfg when traces are on (a pgxpool.Config's
 // ConnConfig, or a single connection's config).
 func Instrument(cfg *pgx.ConnConfig) {
-	if Enabled() {
-		cfg.Tracer = &PgxTracer{tracer: Tracer("pgx")}
+	if tracing.Enabled() {
+		cfg.Tracer = &PgxTracer{tracer: tracing.Tracer("pgx")}
 	}
 }
 
