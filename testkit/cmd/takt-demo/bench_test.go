@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,9 +62,13 @@ func measurePipeline(b *testing.B) map[string]float64 {
 	db := testkit.NewDatabase(b)
 	mq := testkit.Mosquitto(b)
 	k := testkit.Kafka(b, testkit.KafkaOptions{Partitions: 4})
-	env := []string{"DATABASE_URL=" + db.URL, "TAKT_KAFKA_BROKERS=" + strings.Join(k.Brokers(), ","), "TAKT_MQTT_URL=" + mq.URL()}
+	env := []string{"DATABASE_URL=" + db.URL, "TAKT_KAFKA_BROKERS=" + strings.Join(k.Brokers(), ","), "TAKT_MQTT_URL=" + mq.URL(), "TAKT_PPROF=1"}
+	port, err := testkit.FreePort()
+	if err != nil {
+		b.Fatal(err)
+	}
 	ingestCfg := filepath.Join(dir, "ingest.yaml")
-	os.WriteFile(ingestCfg, []byte("http_addr: 127.0.0.1:0\nbridge:\n  client_id: bench-bridge\n  subscription: plain\nsink:\n  linger: 100ms\n"), 0o644)
+	os.WriteFile(ingestCfg, []byte(fmt.Sprintf("http_addr: 127.0.0.1:%d\nbridge:\n  client_id: bench-bridge\n  subscription: plain\nsink:\n  linger: 100ms\n", port)), 0o644)
 	ingest, err := startChild(filepath.Join(bin, "takt-ingest"), filepath.Join(dir, "takt-ingest.log"), env, "-c", ingestCfg, "all")
 	if err != nil {
 		b.Fatal(err)
@@ -86,7 +92,15 @@ func measurePipeline(b *testing.B) map[string]float64 {
 		return r, float64(cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss) / 1024
 	}
 	cpu0 := procCPUSeconds(b, ingest.cmd.Process.Pid)
+	// A CPU profile of takt-ingest over 20 s of the ceiling run, summarised on stderr
+	// (docs/benchmarks.md says where the time goes from it).
+	profiled := make(chan string, 1)
+	go func() {
+		time.Sleep(5 * time.Second)
+		profiled <- cpuProfileTop(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=20", port), filepath.Join(bin, "takt-ingest"), dir)
+	}()
 	ceiling, loadgenRSS := loadgen("-duration", "30s")
+	fmt.Fprintf(os.Stderr, "takt-ingest CPU profile at the ceiling:\n%s\n", <-profiled)
 	cpu := procCPUSeconds(b, ingest.cmd.Process.Pid) - cpu0
 	if !ceiling.Drained {
 		b.Fatalf("the pipeline did not store everything acknowledged: %+v", ceiling)
@@ -103,6 +117,28 @@ func measurePipeline(b *testing.B) map[string]float64 {
 	r["ingest_peak_rss_mib"] = procPeakRSSMiB(b, ingest.cmd.Process.Pid)
 	r["mosquitto_peak_rss_mib"] = procPeakRSSMiB(b, mq.Pid())
 	return r
+}
+
+// cpuProfileTop fetches a CPU profile from url and returns `go tool pprof -top` of it
+// (by cumulative time), or what went wrong.
+func cpuProfileTop(url, binary, dir string) string {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	prof := filepath.Join(dir, "ingest.pprof")
+	f, err := os.Create(prof)
+	if err != nil {
+		return err.Error()
+	}
+	io.Copy(f, resp.Body)
+	f.Close()
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=40", binary, prof).CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("%v: %s", err, out)
+	}
+	return string(out)
 }
 
 // procCPUSeconds is the user and system CPU time process pid has used.
