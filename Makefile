@@ -43,7 +43,7 @@ bench: deps
 
 # A run of every fuzz target, FUZZTIME each (make test runs each for TEST_FUZZTIME).
 FUZZTIME ?= 30s
-FUZZ_TARGETS = schemas:.:FuzzDecode schemas:.:FuzzFastPathAgrees schemas:.:FuzzDecodeStatus schemas:.:FuzzParseTopic \
+FUZZ_TARGETS = schemas:.:FuzzDecode schemas:.:FuzzFastPathAgrees schemas:.:FuzzParseTimestamp schemas:.:FuzzDecodeStatus schemas:.:FuzzParseTopic \
 	edge-agent:./internal/config:FuzzParse edge-agent:./internal/buffer:FuzzRecoverSegment \
 	edge-agent:./internal/buffer:FuzzRecoverHead edge-agent:./internal/opcua:FuzzDataValue \
 	edge-agent:./internal/modbus:FuzzDecode \

@@ -9,6 +9,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -93,6 +94,7 @@ func (l Limits) Decode(data []byte) (*Envelope, error) {
 	if ValidTraceParent(w.TraceParent) {
 		env.TraceParent = w.TraceParent
 	}
+	defer w.Samples.release()
 	for i := range w.Samples.list {
 		if err := w.Samples.list[i].toSample(i, &env.Samples[i]); err != nil {
 			return nil, &DecodeError{ReasonInvalid, err}
@@ -266,8 +268,27 @@ type wireEnvelope struct {
 // met, before anything is allocated for the rest: a 1 MiB message of empty objects
 // would otherwise become hundreds of thousands of decoded samples first.
 type wireSamples struct {
-	max  int
-	list []wireSample
+	max    int
+	list   []wireSample
+	pooled *[]wireSample // the fast path's list comes from wirePool
+}
+
+// wirePool holds the fast path's sample lists between decodes: a list lives only
+// while Decode builds the envelope's samples from it.
+var wirePool sync.Pool
+
+// release gives a pooled list back, cleared (it must not keep the last message's
+// strings alive); lists longer than the default limit are left to the collector.
+func (w *wireSamples) release() {
+	if w.pooled == nil {
+		return
+	}
+	if cap(w.list) <= DefaultLimits.MaxSamples {
+		clear(w.list)
+		*w.pooled = w.list[:0]
+		wirePool.Put(w.pooled)
+	}
+	w.pooled, w.list = nil, nil
 }
 
 // tooManySamples is the error of an array longer than the limit.
@@ -308,10 +329,13 @@ func (w *wireSamples) UnmarshalJSON(b []byte) error {
 }
 
 type wireSample struct {
-	Seq     uint64    `json:"seq"`
-	Tag     string    `json:"tag"`
-	Role    wireEnum  `json:"role"`
-	TS      string    `json:"ts"`
+	Seq  uint64   `json:"seq"`
+	Tag  string   `json:"tag"`
+	Role wireEnum `json:"role"`
+	TS   string   `json:"ts"`
+	// ts is TS parsed by the fast path (tsSet), which then leaves TS empty.
+	ts      time.Time
+	tsSet   bool
 	Value   wireFloat `json:"value"`
 	Text    *string   `json:"text"`
 	Quality wireEnum  `json:"quality"`
@@ -425,11 +449,15 @@ func (w *wireSample) toSample(i int, s *Sample) error {
 		return fieldErr(field("wrap"), w.Wrap, "only allowed when role is counter, not %s", s.Role)
 	}
 
-	if w.TS == "" {
+	switch {
+	case w.tsSet:
+		s.TS = w.ts
+	case w.TS == "":
 		return fieldErr(field("ts"), nil, "missing")
-	}
-	if s.TS, err = time.Parse(time.RFC3339Nano, w.TS); err != nil {
-		return fieldErr(field("ts"), w.TS, "not an RFC 3339 date-time")
+	default:
+		if s.TS, err = time.Parse(time.RFC3339Nano, w.TS); err != nil {
+			return fieldErr(field("ts"), w.TS, "not an RFC 3339 date-time")
+		}
 	}
 	s.TS = s.TS.UTC()
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math"
 	"strconv"
+	"time"
 	"unicode/utf8"
 )
 
@@ -242,9 +243,15 @@ func (s *scanner) samples(w *wireSamples) bool {
 		return true // an empty list, as the slow path leaves it: nil (Validate refuses it)
 	}
 	if w.list == nil {
-		// Room for what the message can hold (a sample is 60 bytes at least), so that
-		// the list is not copied as it grows.
-		w.list = make([]wireSample, 0, min(w.max, (len(s.b)-s.i)/60+1))
+		// A list from the pool (Decode gives it back), with room for what the message
+		// can hold (a sample is 60 bytes at least), so that it is not copied as it grows.
+		want := min(w.max, (len(s.b)-s.i)/60+1)
+		p, _ := wirePool.Get().(*[]wireSample)
+		if p == nil || cap(*p) < want {
+			l := make([]wireSample, 0, want)
+			p = &l
+		}
+		w.pooled, w.list = p, (*p)[:0]
 	}
 	for {
 		if len(w.list) >= w.max {
@@ -272,7 +279,12 @@ func (s *scanner) sample(w *wireSample) bool {
 		case "role":
 			ok = s.enum(&w.Role)
 		case "ts":
-			ok = s.stringField(&w.TS)
+			var v []byte
+			if v, ok = s.str(); ok {
+				if w.ts, w.tsSet = parseTimestamp(v); !w.tsSet {
+					w.TS = string(v) // not the usual form: time.Parse decides
+				}
+			}
 		case "value":
 			var lit []byte
 			if lit, ok = s.number(); ok {
@@ -300,4 +312,61 @@ func (s *scanner) sample(w *wireSample) bool {
 		}
 		return ok
 	})
+}
+
+// parseTimestamp reads the form Encode writes, "2006-01-02T15:04:05Z" with 0 to 9
+// fraction digits ("…05.123Z"), without allocating; anything else (an offset, a comma,
+// a day the month has not, a leap second) is not taken, and time.Parse decides.
+func parseTimestamp(b []byte) (time.Time, bool) {
+	if len(b) < 20 || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' || b[len(b)-1] != 'Z' {
+		return time.Time{}, false
+	}
+	num := func(f []byte) (int, bool) {
+		n := 0
+		for _, c := range f {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	year, ok1 := num(b[0:4])
+	month, ok2 := num(b[5:7])
+	day, ok3 := num(b[8:10])
+	hour, ok4 := num(b[11:13])
+	minute, ok5 := num(b[14:16])
+	sec, ok6 := num(b[17:19])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	if day > daysIn(time.Month(month), year) {
+		return time.Time{}, false
+	}
+	nsec := 0
+	switch frac := b[19 : len(b)-1]; {
+	case len(frac) == 0:
+	case frac[0] != '.' || len(frac) < 2 || len(frac) > 10:
+		return time.Time{}, false
+	default:
+		n, ok := num(frac[1:])
+		if !ok {
+			return time.Time{}, false
+		}
+		for range 10 - len(frac) {
+			n *= 10
+		}
+		nsec = n
+	}
+	return time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC), true
+}
+
+func daysIn(m time.Month, year int) int {
+	if m == time.February {
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	}
+	return 31 - int((m-1)%7%2)
 }
