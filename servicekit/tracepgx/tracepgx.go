@@ -95,3 +95,15 @@ func NewPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	Instrument(cfg.ConnConfig)
 	return pgxpool.NewWithConfig(ctx, cfg)
 }
+
+// Start begins a client span for a statement run outside pgx's traced calls (a COPY
+// through the connection's pgconn), as PgxTracer would name it; end ends it with the
+// statement's error and rows. With traces off both do nothing.
+func Start(ctx context.Context, op, text string) (context.Context, func(err error, rows int64)) {
+	if !tracing.Enabled() {
+		return ctx, func(error, int64) {}
+	}
+	t := &PgxTracer{tracer: tracing.Tracer("pgx")}
+	ctx = t.start(ctx, op, text)
+	return ctx, func(err error, rows int64) { end(ctx, err, rows) }
+}
