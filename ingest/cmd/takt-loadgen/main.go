@@ -170,8 +170,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 // publish offers the load and returns the report so far and each envelope's publish
-// time by its first seq.
-func publish(ctx context.Context, o options, stderr io.Writer) (*Report, map[int64]time.Time, error) {
+// time (Unix ns) in publishing order: envelope i's first seq is 1 + i × o.samples.
+func publish(ctx context.Context, o options, stderr io.Writer) (*Report, []int64, error) {
 	tc, err := servicekit.TLSConfig("-", o.ca, o.cert, o.key)
 	if err != nil {
 		return nil, nil, err
@@ -203,7 +203,7 @@ func publish(ctx context.Context, o options, stderr io.Writer) (*Report, map[int
 	}
 
 	rep := &Report{Agent: o.agent}
-	published := map[int64]time.Time{}
+	var published []int64
 	sem := make(chan struct{}, o.inflight)
 	var wg sync.WaitGroup
 	var acked, failed atomic.Int64
@@ -240,7 +240,7 @@ func publish(ctx context.Context, o options, stderr io.Writer) (*Report, map[int
 		if err != nil {
 			return nil, nil, err // cannot happen: the envelope is built valid
 		}
-		published[int64(seq)] = now
+		published = append(published, now.UnixNano())
 		seq += uint64(o.samples)
 		tok := client.Publish(t.topic, 1, false, slices.Clone(payload))
 		rep.OfferedSamples += int64(o.samples)
@@ -270,13 +270,8 @@ func publish(ctx context.Context, o options, stderr io.Writer) (*Report, map[int
 
 // measure waits (up to the drain) for the sink to store what the broker acknowledged,
 // then reads what was stored and when, from the sink's record of each envelope.
-func measure(ctx context.Context, db *pgx.Conn, o options, rep *Report, published map[int64]time.Time, stderr io.Writer) error {
-	var firstPub time.Time
-	for _, t := range published {
-		if firstPub.IsZero() || t.Before(firstPub) {
-			firstPub = t
-		}
-	}
+func measure(ctx context.Context, db *pgx.Conn, o options, rep *Report, published []int64, stderr io.Writer) error {
+	firstPub := time.Unix(0, published[0])
 	windowEnd := firstPub.Add(time.Duration(rep.Seconds * float64(time.Second)))
 	deadline := time.Now().Add(o.drain)
 	for {
@@ -305,10 +300,11 @@ func measure(ctx context.Context, db *pgx.Conn, o options, rep *Report, publishe
 		if err := rows.Scan(&first, &n, &at); err != nil {
 			return err
 		}
-		pub, ok := published[first]
-		if !ok {
-			continue
+		i := (first - 1) / int64(o.samples)
+		if first < 1 || (first-1)%int64(o.samples) != 0 || i >= int64(len(published)) {
+			continue // not an envelope of this run
 		}
+		pub := time.Unix(0, published[i])
 		if !at.After(windowEnd) {
 			rep.StoredInWindow += int64(n)
 		}
