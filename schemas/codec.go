@@ -69,9 +69,11 @@ func (l Limits) Decode(data []byte) (*Envelope, error) {
 	var err error
 	if !parseFast(data, &w) {
 		// Whatever the fast path does not handle, and every error: encoding/json.
+		w.Samples.release()
 		w = wireEnvelope{Samples: wireSamples{max: l.MaxSamples}}
 		err = parseSlow(data, &w)
 	}
+	defer w.Samples.release()
 	if tm := (*tooManySamples)(nil); errors.As(err, &tm) {
 		return nil, &DecodeError{ReasonTooLarge, err}
 	}
@@ -94,7 +96,6 @@ func (l Limits) Decode(data []byte) (*Envelope, error) {
 	if ValidTraceParent(w.TraceParent) {
 		env.TraceParent = w.TraceParent
 	}
-	defer w.Samples.release()
 	for i := range w.Samples.list {
 		if err := w.Samples.list[i].toSample(i, &env.Samples[i]); err != nil {
 			return nil, &DecodeError{ReasonInvalid, err}

@@ -22,11 +22,15 @@ import (
 // Instrument.
 type PgxTracer struct{ tracer trace.Tracer }
 
+// pgxTracer is the one every connection shares (the global tracer provider it reads
+// may be set after it is made).
+var pgxTracer = &PgxTracer{tracer: tracing.Tracer("pgx")}
+
 // Instrument sets a PgxTracer on cfg when traces are on (a pgxpool.Config's
 // ConnConfig, or a single connection's config).
 func Instrument(cfg *pgx.ConnConfig) {
 	if tracing.Enabled() {
-		cfg.Tracer = &PgxTracer{tracer: tracing.Tracer("pgx")}
+		cfg.Tracer = pgxTracer
 	}
 }
 
@@ -103,7 +107,6 @@ func Start(ctx context.Context, op, text string) (context.Context, func(err erro
 	if !tracing.Enabled() {
 		return ctx, func(error, int64) {}
 	}
-	t := &PgxTracer{tracer: tracing.Tracer("pgx")}
-	ctx = t.start(ctx, op, text)
+	ctx = pgxTracer.start(ctx, op, text)
 	return ctx, func(err error, rows int64) { end(ctx, err, rows) }
 }

@@ -132,8 +132,13 @@ func cpuProfileTop(url, binary, dir string) string {
 	if err != nil {
 		return err.Error()
 	}
-	io.Copy(f, resp.Body)
-	f.Close()
+	_, err = io.Copy(f, resp.Body)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return fmt.Sprintf("fetching the profile: %s %v", resp.Status, err)
+	}
 	out, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=40", binary, prof).CombinedOutput()
 	if err != nil {
 		return fmt.Sprintf("%v: %s", err, out)
