@@ -24,17 +24,17 @@ const copySQL = `COPY samples (tenant_id, equipment, tag, ts, value, text_value,
 // smallint, bigint), and TestBinaryCopyMatchesTheTable holds it to them.
 func copySamples(ctx context.Context, tx pgx.Tx, envs []*schemas.Envelope) (int, error) {
 	buf := copyBuffers.Get().(*bytes.Buffer)
-	defer func() {
-		if buf.Cap() <= 64<<20 {
-			buf.Reset()
-			copyBuffers.Put(buf)
-		}
-	}()
 	buf.Reset()
 	encodeCopy(buf, envs)
 	ctx, end := tracepgx.Start(ctx, "COPY", copySQL)
 	tag, err := tx.Conn().PgConn().CopyFrom(ctx, buf, copySQL)
 	end(err, tag.RowsAffected())
+	// pgx reads buf in a goroutine of its own and, when the connection fails or the
+	// server refuses the COPY, returns without waiting for it: only a buffer whose
+	// COPY completed is certainly no longer read, so only that one is reused.
+	if err == nil && buf.Cap() <= 64<<20 {
+		copyBuffers.Put(buf)
+	}
 	return int(tag.RowsAffected()), err
 }
 

@@ -79,3 +79,52 @@ func TestBinaryCopyMatchesTheTable(t *testing.T) {
 		t.Fatalf("%d rows read back", i)
 	}
 }
+
+// A COPY whose connection fails under it (here its backend is terminated, as a
+// PostgreSQL restart or failover would) returns while pgx may still be reading the
+// stream in a goroutine of its own: the next batch must not be encoded into that
+// buffer. Under the race detector this failed (CI, in TestTwoBridgesWithBacklogReplay)
+// while copySamples gave every buffer back to its pool.
+func TestFailedCopyLeavesItsBufferAlone(t *testing.T) {
+	ctx := context.Background()
+	pool := testkit.NewDatabase(t).Pool(t)
+	ts := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	big := &schemas.Envelope{Version: 1, Tenant: "acme", Equipment: "filler-1", Agent: "gw"}
+	for i := range 200_000 {
+		big.Samples = append(big.Samples, schemas.Sample{Seq: uint64(i + 1), Tag: "speed", Role: schemas.RoleMeasurement, TS: ts, Kind: schemas.NumberValue, Value: float64(i), Quality: schemas.QualityGood})
+	}
+	small := &schemas.Envelope{Version: 1, Tenant: "acme", Equipment: "filler-2", Agent: "gw", Samples: big.Samples[:10]}
+	failed := 0
+	for attempt := range 5 {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pid int
+		if err := tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+			t.Fatal(err)
+		}
+		kill := time.AfterFunc(time.Duration(1+attempt*2)*time.Millisecond, func() {
+			_, _ = pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid)
+		})
+		_, err = copySamples(ctx, tx, []*schemas.Envelope{big})
+		kill.Stop()
+		_ = tx.Rollback(ctx)
+		if err != nil {
+			failed++
+		}
+		// At once, the next batch, as the sink's retry would.
+		tx, err = pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := copySamples(ctx, tx, []*schemas.Envelope{small})
+		_ = tx.Rollback(ctx)
+		if err != nil || n != 10 {
+			t.Fatalf("the batch after a failed COPY: %d rows, %v", n, err)
+		}
+	}
+	if failed == 0 {
+		t.Fatal("no COPY lost its connection: the test proved nothing")
+	}
+}
