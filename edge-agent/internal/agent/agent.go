@@ -20,6 +20,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -51,6 +52,8 @@ type Options struct {
 	Now      func() time.Time
 	// MetricsListener, when set, is used instead of listening on Agent.MetricsAddr.
 	MetricsListener net.Listener
+	// Getenv reads the environment (TAKT_PPROF); os.Getenv when nil.
+	Getenv func(string) string
 }
 
 // Run runs the agent until ctx ends, then stops the sources, writes what they
@@ -68,6 +71,13 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now
+	}
+	if opt.Getenv == nil {
+		opt.Getenv = os.Getenv
+	}
+	// Refused before anything starts; served on the metrics listener below.
+	if _, err := servicekit.Profiling(http.NewServeMux(), opt.Getenv); err != nil {
+		return err
 	}
 	policy, err := buffer.ParsePolicy(cfg.Buffer.WhenFull)
 	if err != nil {
@@ -178,7 +188,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 				return fmt.Errorf("agent.metrics_addr: %w", err)
 			}
 		}
-		srv := &http.Server{Handler: metricsMux(opt.Registry, pub), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: metricsMux(opt.Registry, pub, opt.Getenv), ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln)
 		defer srv.Close()
 	}
@@ -189,8 +199,9 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	return err
 }
 
-func metricsMux(reg *prometheus.Registry, pub *publish.Publisher) *http.ServeMux {
+func metricsMux(reg *prometheus.Registry, pub *publish.Publisher, getenv func(string) string) *http.ServeMux {
 	mux := http.NewServeMux()
+	servicekit.Profiling(mux, getenv) // TAKT_PPROF=1: /debug/pprof/; its value was checked by Run
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
