@@ -11,6 +11,7 @@ package plcsim
 import (
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -101,7 +102,7 @@ func NewLine(cfg Config) *Line {
 	names := []string{"filler", "capper", "labeler", "packer", "palletizer", "wrapper"}
 	for i := range cfg.Machines {
 		m := &Machine{
-			Name:       names[i%len(names)] + "-" + string(rune('1'+i/len(names))),
+			Name:       names[i%len(names)] + "-" + strconv.Itoa(1+i/len(names)),
 			IdealCycle: time.Duration(400+100*(i%3)) * time.Millisecond,
 			State:      CodeRunning, Temp: 40, Lot: "LOT-0001",
 		}

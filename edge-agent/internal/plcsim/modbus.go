@@ -5,7 +5,9 @@ import (
 	"io"
 	"log"
 	"net"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	mb "github.com/simonvetter/modbus"
@@ -51,13 +53,29 @@ func registersOf(m Machine) []uint16 {
 type handler struct {
 	line *Line
 	i    int
+
+	mu     sync.Mutex
+	at     time.Time // the simulated time cached was laid out at
+	cached []uint16  // the machine's registers at that time
+}
+
+// registers returns the machine's register map, laid out again only when the line
+// has moved on (a benchmark's agent reads the same map many times per step).
+func (h *handler) registers() []uint16 {
+	now := h.line.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cached == nil || !now.Equal(h.at) {
+		h.cached, h.at = registersOf(h.line.Snapshot(h.i)), now
+	}
+	return h.cached
 }
 
 func (h *handler) regs(addr, qty uint16) ([]uint16, error) {
 	if int(addr)+int(qty) > registers {
 		return nil, mb.ErrIllegalDataAddress
 	}
-	return registersOf(h.line.Snapshot(h.i))[addr : addr+qty], nil
+	return slices.Clone(h.registers()[addr : addr+qty]), nil
 }
 
 func (h *handler) HandleHoldingRegisters(req *mb.HoldingRegistersRequest) ([]uint16, error) {
