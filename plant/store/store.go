@@ -651,32 +651,42 @@ func write(ctx context.Context, tx pgx.Tx, tenant, eq string, ws []windows.Windo
 	return tx.SendBatch(ctx, b).Close()
 }
 
-// Windows returns the stored windows of the given equipment (codes) of one
-// granularity starting in [from, to), ordered by start, as results that oee.Sum
+// windowsSQL selects the windows of one tenant ($1), granularity ($2) and start in
+// [$3, $4) of the equipment in the array %s, ordered by start.
+const windowsSQL = `SELECT starts_at, ends_at, planned_s, run_s, setup_s, breakdown_s, micro_stop_s,
+	idle_s, planned_down_s, not_scheduled_s, unknown_s, ideal_run_s, total_count, good_count, scrap_count, performance,
+	scheduled_s, anomalies
+	FROM oee_window WHERE tenant_id = $1 AND equipment = ANY(%s) AND granularity = $2 AND starts_at >= $3 AND starts_at < $4
+	ORDER BY starts_at`
+
+// QueueWindows queues on b the query of the stored windows of one granularity
+// starting in [from, to) of the equipment that equipmentSQL selects (one column of
+// codes; its parameters are args, numbered from $5), so that the lookup of a line's
+// or site's equipment and of their windows take one round trip. When b's results
+// are read, *into is set to the windows, ordered by start, as results that oee.Sum
 // adds up.
-func Windows(ctx context.Context, q Querier, tenant string, equipment []string, granularity string, from, to time.Time) ([]oee.Result, error) {
-	rows, err := q.Query(ctx, `SELECT starts_at, ends_at, planned_s, run_s, setup_s, breakdown_s, micro_stop_s,
-		idle_s, planned_down_s, not_scheduled_s, unknown_s, ideal_run_s, total_count, good_count, scrap_count, performance,
-		scheduled_s, anomalies
-		FROM oee_window WHERE tenant_id = $1 AND equipment = ANY($2) AND granularity = $3 AND starts_at >= $4 AND starts_at < $5
-		ORDER BY starts_at`, tenant, equipment, granularity, from, to)
-	if err != nil {
-		return nil, err
+func QueueWindows(b *pgx.Batch, into *[]oee.Result, tenant, granularity string, from, to time.Time, equipmentSQL string, args ...any) {
+	b.Queue(fmt.Sprintf(windowsSQL, "ARRAY("+equipmentSQL+")"), append([]any{tenant, granularity, from, to}, args...)...).
+		Query(func(rows pgx.Rows) error {
+			all, err := pgx.CollectRows(rows, scanWindow)
+			*into = all
+			return err
+		})
+}
+
+func scanWindow(row pgx.CollectableRow) (oee.Result, error) {
+	var o oee.Result
+	var perf *float64
+	var an []string
+	err := row.Scan(&o.Start, &o.End, &o.PlannedS, &o.RunS, &o.SetupS, &o.BreakdownS, &o.MicroStopS, &o.IdleS,
+		&o.PlannedDownS, &o.NotScheduledS, &o.UnknownS, &o.IdealRunS, &o.TotalCount, &o.GoodCount, &o.ScrapCount, &perf,
+		&o.ScheduledS, &an)
+	o.HasIdealCycle = perf != nil || o.RunS == 0
+	o.CalendarS = o.ScheduledS + o.NotScheduledS
+	for _, a := range an {
+		o.GoodAboveTotal = o.GoodAboveTotal || a == AnomalyGoodAboveTotal
 	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (oee.Result, error) {
-		var o oee.Result
-		var perf *float64
-		var an []string
-		err := row.Scan(&o.Start, &o.End, &o.PlannedS, &o.RunS, &o.SetupS, &o.BreakdownS, &o.MicroStopS, &o.IdleS,
-			&o.PlannedDownS, &o.NotScheduledS, &o.UnknownS, &o.IdealRunS, &o.TotalCount, &o.GoodCount, &o.ScrapCount, &perf,
-			&o.ScheduledS, &an)
-		o.HasIdealCycle = perf != nil || o.RunS == 0
-		o.CalendarS = o.ScheduledS + o.NotScheduledS
-		for _, a := range an {
-			o.GoodAboveTotal = o.GoodAboveTotal || a == AnomalyGoodAboveTotal
-		}
-		return o, err
-	})
+	return o, err
 }
 
 // Scope selects equipment for marking and recomputing: every field set narrows it.

@@ -124,22 +124,23 @@ type OEEResponse struct {
 	Total   Figures   `json:"total"` // from the summed times and counts of every bucket
 }
 
-// equipmentCodes returns the equipment codes of a scope.
-func equipmentCodes(ctx context.Context, tx pgx.Tx, scope, code, site string) ([]string, error) {
-	rows, err := tx.Query(ctx, equipmentOf[scope], code, site)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, pgx.RowTo[string])
+// equipmentOf is the SQL that selects the equipment codes of a scope (code $5,
+// site $6, after the four parameters of the windows query it is part of).
+var equipmentOf = map[string]string{
+	"equipment": `SELECT code FROM equipment WHERE code = $5 AND $6 = $6`,
+	"line": `SELECT e.code FROM equipment e JOIN work_center w ON w.id = e.work_center_id JOIN line l ON l.id = w.line_id
+		JOIN area a ON a.id = l.area_id JOIN site s ON s.id = a.site_id WHERE l.code = $5 AND ($6 = '' OR s.code = $6)`,
+	"site": `SELECT e.code FROM equipment e JOIN work_center w ON w.id = e.work_center_id JOIN line l ON l.id = w.line_id
+		JOIN area a ON a.id = l.area_id JOIN site s ON s.id = a.site_id WHERE s.code = $5 AND $6 = $6`,
 }
 
-// equipmentOf is the SQL that selects the equipment codes of a scope.
-var equipmentOf = map[string]string{
-	"equipment": `SELECT code FROM equipment WHERE code = $1 AND $2 = $2`,
-	"line": `SELECT e.code FROM equipment e JOIN work_center w ON w.id = e.work_center_id JOIN line l ON l.id = w.line_id
-		JOIN area a ON a.id = l.area_id JOIN site s ON s.id = a.site_id WHERE l.code = $1 AND ($2 = '' OR s.code = $2)`,
-	"site": `SELECT e.code FROM equipment e JOIN work_center w ON w.id = e.work_center_id JOIN line l ON l.id = w.line_id
-		JOIN area a ON a.id = l.area_id JOIN site s ON s.id = a.site_id WHERE s.code = $1 AND $2 = $2`,
+// scopeCount is the SQL that counts the equipment, lines (within site $2, when
+// given: sites may share line codes) or sites with code $1.
+var scopeCount = map[string]string{
+	"equipment": `SELECT count(*) FROM equipment WHERE code = $1 AND $2 = $2`,
+	"line": `SELECT count(*) FROM line l JOIN area a ON a.id = l.area_id JOIN site s ON s.id = a.site_id
+		WHERE l.code = $1 AND ($2 = '' OR s.code = $2)`,
+	"site": `SELECT count(*) FROM site WHERE code = $1 AND $2 = $2`,
 }
 
 func scopeExists(ctx context.Context, tx pgx.Tx, scope, code string) error {
@@ -147,16 +148,17 @@ func scopeExists(ctx context.Context, tx pgx.Tx, scope, code string) error {
 }
 
 // scopeIn checks that code names exactly one equipment, line (within site, when
-// given: sites may share line codes) or site.
+// given) or site.
 func scopeIn(ctx context.Context, tx pgx.Tx, scope, code, site string) error {
 	var n int
-	q := map[string]string{"equipment": `SELECT count(*) FROM equipment WHERE code = $1 AND $2 = $2`,
-		"line": `SELECT count(*) FROM line l JOIN area a ON a.id = l.area_id JOIN site s ON s.id = a.site_id
-			WHERE l.code = $1 AND ($2 = '' OR s.code = $2)`,
-		"site": `SELECT count(*) FROM site WHERE code = $1 AND $2 = $2`}[scope]
-	if err := tx.QueryRow(ctx, q, code, site).Scan(&n); err != nil {
+	if err := tx.QueryRow(ctx, scopeCount[scope], code, site).Scan(&n); err != nil {
 		return err
 	}
+	return scopeFound(scope, code, n)
+}
+
+// scopeFound is the answer to n scopes having the code: none, one (nil) or several.
+func scopeFound(scope, code string, n int) error {
 	switch {
 	case n == 0:
 		return notFound(fmt.Sprintf("%s %q", scope, code))
@@ -180,18 +182,18 @@ func (s *Server) oee(scope string) http.HandlerFunc {
 		}
 		code, site := r.PathValue("code"), r.URL.Query().Get("site")
 		resp := OEEResponse{Scope: scope, Code: code, Bucket: bucket, From: from.UTC(), To: to.UTC(), Buckets: []Figures{}}
+		// One round trip: the scope's check and its windows (for its equipment,
+		// selected in the same statement) in one pipeline.
 		var all []oee.Result
-		err = s.inTenant(r.Context(), false, func(tx pgx.Tx) error {
-			if err := scopeIn(r.Context(), tx, scope, code, site); err != nil {
-				return err
-			}
-			codes, err := equipmentCodes(r.Context(), tx, scope, code, site)
-			if err != nil {
-				return err
-			}
-			all, err = store.Windows(r.Context(), tx, r.Context().Value(principalKey).(principal).tenant, codes, bucket, from, to)
-			return err
+		var n int
+		tenant := r.Context().Value(principalKey).(principal).tenant
+		err = s.readInTenant(r.Context(), func(b *pgx.Batch) {
+			b.Queue(scopeCount[scope], code, site).QueryRow(func(row pgx.Row) error { return row.Scan(&n) })
+			store.QueueWindows(b, &all, tenant, bucket, from, to, equipmentOf[scope], code, site)
 		})
+		if err == nil {
+			err = scopeFound(scope, code, n)
+		}
 		if err != nil {
 			s.fail(w, r, err)
 			return

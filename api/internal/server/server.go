@@ -310,20 +310,45 @@ func (s *Server) lookup(ctx context.Context, sum [sha256.Size]byte) (principal, 
 	return principal{tenant, "token:" + name, sc}, nil
 }
 
+// tenantSQL makes the rest of its transaction run as takt_app (row-level security)
+// with the request's tenant ($1) and a statement timeout.
+const tenantSQL = `SELECT set_config('role', 'takt_app', true), set_config('app.tenant', $1, true),
+	set_config('statement_timeout', '5s', true)`
+
 // inTenant runs fn in a transaction as takt_app with the request's tenant set
 // locally. Reads may go to a replica, falling back to the primary when it fails to
 // connect.
 func (s *Server) inTenant(ctx context.Context, write bool, fn func(pgx.Tx) error) error {
 	p := ctx.Value(principalKey).(principal)
-	run := func(pool *pgxpool.Pool) error {
+	return s.onPool(write, func(pool *pgxpool.Pool) error {
 		return pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `SELECT set_config('role', 'takt_app', true), set_config('app.tenant', $1, true),
-				set_config('statement_timeout', '5s', true)`, p.tenant); err != nil {
+			if _, err := tx.Exec(ctx, tenantSQL, p.tenant); err != nil {
 				return err
 			}
 			return fn(tx)
 		})
-	}
+	})
+}
+
+// readInTenant runs the queries queue puts on a batch (reading their results in
+// their callbacks) as inTenant does, in one round trip instead of one per
+// statement plus BEGIN and COMMIT: pgx sends a batch as one pipeline ending in one
+// Sync, which PostgreSQL runs as one implicit transaction, so the tenant set by its
+// first statement holds for the others and ends with them. queue is called again if
+// a replica fails and the primary is asked.
+func (s *Server) readInTenant(ctx context.Context, queue func(*pgx.Batch)) error {
+	p := ctx.Value(principalKey).(principal)
+	return s.onPool(false, func(pool *pgxpool.Pool) error {
+		b := &pgx.Batch{}
+		b.Queue(tenantSQL, p.tenant)
+		queue(b)
+		return pool.SendBatch(ctx, b).Close()
+	})
+}
+
+// onPool runs run on the primary (writes, or no replicas) or on the next replica,
+// falling back to the primary when the replica fails to connect.
+func (s *Server) onPool(write bool, run func(*pgxpool.Pool) error) error {
 	if write || len(s.d.Replicas) == 0 {
 		return run(s.d.Primary)
 	}

@@ -275,6 +275,56 @@ func TestReplicaFallback(t *testing.T) {
 	if n := testutil.ToFloat64(s.m.fallbacks); n != 1 {
 		t.Fatalf("fallbacks = %v", n)
 	}
+	// The OEE read (one pipeline) falls back as well.
+	var r OEEResponse
+	if code := call(t, ts, "GET", "tok-a", "/api/v1/lines/line-1/oee?from=2026-11-25T06:00:00Z&to=2026-11-25T08:00:00Z&bucket=hour", "", &r); code != 200 || r.Total.TotalCount != 7200 {
+		t.Fatalf("line OEE through the fallback: %d %+v", code, r.Total)
+	}
+	if n := testutil.ToFloat64(s.m.fallbacks); n != 2 {
+		t.Fatalf("fallbacks = %v", n)
+	}
+}
+
+// The OEE read runs as one pipeline (an implicit transaction): the role and tenant
+// its first statement sets hold for its other statements (each tenant sees its own
+// filler-1 and nothing of the other's), and end with it: the connection goes back to
+// the pool as its login role, with no tenant and the default statement timeout.
+func TestPipelinedReadIsScopedToItsTenant(t *testing.T) {
+	pool := fixture(t)
+	cfg := pool.Config().Copy()
+	cfg.MaxConns, cfg.MinConns = 1, 0 // every request and the check below on one connection
+	one, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	var login, timeout string
+	if err := one.QueryRow(context.Background(), `SELECT current_user, current_setting('statement_timeout')`).Scan(&login, &timeout); err != nil {
+		t.Fatal(err)
+	}
+	_, ts := newServer(t, one)
+	q := "?from=2026-11-25T06:00:00Z&to=2026-11-25T08:00:00Z&bucket=hour"
+	for _, c := range []struct {
+		token string
+		total int64
+	}{{"tok-a", 6300}, {"tok-b", 3600}} {
+		var r OEEResponse
+		if code := call(t, ts, "GET", c.token, "/api/v1/equipment/filler-1/oee"+q, "", &r); code != 200 || r.Total.TotalCount != c.total {
+			t.Fatalf("%s: filler-1: %d, %d parts; want %d", c.token, code, r.Total.TotalCount, c.total)
+		}
+		var user, tenant, st string
+		if err := one.QueryRow(context.Background(), `SELECT current_user, current_setting('app.tenant', true), current_setting('statement_timeout')`).
+			Scan(&user, &tenant, &st); err != nil {
+			t.Fatal(err)
+		}
+		if user != login || tenant != "" || st != timeout {
+			t.Fatalf("after %s's request the connection is %s, tenant %q, statement_timeout %s; want %s, none, %s", c.token, user, tenant, st, login, timeout)
+		}
+	}
+	var e errBody
+	if code := call(t, ts, "GET", "tok-b", "/api/v1/equipment/capper-1/oee"+q, "", &e); code != 404 {
+		t.Fatalf("b reading a's capper-1: %d %+v", code, e)
+	}
 }
 
 func TestOpenAPIDocument(t *testing.T) {
