@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -97,7 +95,7 @@ func measurePipeline(b *testing.B) map[string]float64 {
 	profiled := make(chan string, 1)
 	go func() {
 		time.Sleep(5 * time.Second)
-		profiled <- cpuProfileTop(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=20", port), filepath.Join(bin, "takt-ingest"), dir)
+		profiled <- testkit.CPUProfileTop(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=20", port), filepath.Join(bin, "takt-ingest"), filepath.Join(dir, "ingest.pprof"))
 	}()
 	ceiling, loadgenRSS := loadgen("-duration", "30s")
 	fmt.Fprintf(os.Stderr, "takt-ingest CPU profile at the ceiling:\n%s\n", <-profiled)
@@ -117,33 +115,6 @@ func measurePipeline(b *testing.B) map[string]float64 {
 	r["ingest_peak_rss_mib"] = procPeakRSSMiB(b, ingest.cmd.Process.Pid)
 	r["mosquitto_peak_rss_mib"] = procPeakRSSMiB(b, mq.Pid())
 	return r
-}
-
-// cpuProfileTop fetches a CPU profile from url and returns `go tool pprof -top` of it
-// (by cumulative time), or what went wrong.
-func cpuProfileTop(url, binary, dir string) string {
-	resp, err := http.Get(url)
-	if err != nil {
-		return err.Error()
-	}
-	defer resp.Body.Close()
-	prof := filepath.Join(dir, "ingest.pprof")
-	f, err := os.Create(prof)
-	if err != nil {
-		return err.Error()
-	}
-	_, err = io.Copy(f, resp.Body)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return fmt.Sprintf("fetching the profile: %s %v", resp.Status, err)
-	}
-	out, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=40", binary, prof).CombinedOutput()
-	if err != nil {
-		return fmt.Sprintf("%v: %s", err, out)
-	}
-	return string(out)
 }
 
 // procCPUSeconds is the user and system CPU time process pid has used.

@@ -315,7 +315,7 @@ func TestHostileInput(t *testing.T) {
 }
 
 // metric reads the sum of a metric's series matching filter from a service's /metrics.
-func metric(t *testing.T, port int, name, filter string) float64 {
+func metric(t testing.TB, port int, name, filter string) float64 {
 	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/metrics")
 	if err != nil {
 		return -1

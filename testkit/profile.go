@@ -1,0 +1,37 @@
+package testkit
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+)
+
+// CPUProfileTop fetches a CPU profile from url (a /debug/pprof/profile?seconds=N of
+// a process run with TAKT_PPROF=1), keeps it at path, and returns `go tool pprof
+// -top -cum` of it against binary, or what went wrong: the summary benchmarks print
+// of where a process's time goes.
+func CPUProfileTop(url, binary, path string) string {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return err.Error()
+	}
+	_, err = io.Copy(f, resp.Body)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return fmt.Sprintf("fetching the profile: %s %v", resp.Status, err)
+	}
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=40", binary, path).CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("%v: %s", err, out)
+	}
+	return string(out)
+}
