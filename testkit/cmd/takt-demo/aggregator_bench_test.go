@@ -70,7 +70,7 @@ SELECT tenant_id, id, 'eq-' || g, 'Eq', 0.9 FROM w, generate_series(1, $1) g`, b
 
 	// The backlog, written before the aggregator starts.
 	w := &kafka.Writer{Addr: kafka.TCP(k.Brokers()...), Topic: schemas.KafkaEvents, Balancer: &kafka.Hash{},
-		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, BatchBytes: 8 << 20, BatchSize: 1000}
+		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, BatchSize: 50} // record batches under the broker's 1 MiB
 	defer w.Close()
 	day := time.Date(2026, 11, 24, 6, 0, 0, 0, time.UTC)
 	events := 0
