@@ -651,20 +651,25 @@ func write(ctx context.Context, tx pgx.Tx, tenant, eq string, ws []windows.Windo
 	return tx.SendBatch(ctx, b).Close()
 }
 
-// windowsSQL selects the windows of one tenant ($1), granularity ($2) and start in
-// [$3, $4) of the equipment in the array %s, ordered by start.
-const windowsSQL = `SELECT starts_at, ends_at, planned_s, run_s, setup_s, breakdown_s, micro_stop_s,
-	idle_s, planned_down_s, not_scheduled_s, unknown_s, ideal_run_s, total_count, good_count, scrap_count, performance,
-	scheduled_s, anomalies
+// windowsSQL sums, per start, the windows of one tenant ($1), granularity ($2) and
+// start in [$3, $4) of the equipment in the array %s, ordered by start: one row per
+// bucket however many equipment a line or site has, each a result as oee.Sum of the
+// bucket's windows would make it (finish aside). A window has an ideal cycle when it
+// has a performance or did not run.
+const windowsSQL = `SELECT starts_at, max(ends_at), sum(planned_s), sum(run_s), sum(setup_s), sum(breakdown_s),
+	sum(micro_stop_s), sum(idle_s), sum(planned_down_s), sum(not_scheduled_s), sum(unknown_s), sum(ideal_run_s),
+	sum(total_count)::bigint, sum(good_count)::bigint, sum(scrap_count)::bigint,
+	bool_and(performance IS NOT NULL OR run_s <= 0), sum(scheduled_s), bool_or('` + AnomalyGoodAboveTotal + `' = ANY(anomalies))
 	FROM oee_window WHERE tenant_id = $1 AND equipment = ANY(%s) AND granularity = $2 AND starts_at >= $3 AND starts_at < $4
-	ORDER BY starts_at`
+	GROUP BY starts_at ORDER BY starts_at`
 
 // QueueWindows queues on b the query of the stored windows of one granularity
 // starting in [from, to) of the equipment that equipmentSQL selects (one column of
 // codes; its parameters are args, numbered from $5), so that the lookup of a line's
 // or site's equipment and of their windows take one round trip. When b's results
-// are read, *into is set to the windows, ordered by start, as results that oee.Sum
-// adds up.
+// are read, *into is set to one result per start (the sum of that bucket's
+// windows), ordered by start: oee.Sum of one gives the bucket's figures, of all the
+// range's.
 func QueueWindows(b *pgx.Batch, into *[]oee.Result, tenant, granularity string, from, to time.Time, equipmentSQL string, args ...any) {
 	b.Queue(fmt.Sprintf(windowsSQL, "ARRAY("+equipmentSQL+")"), append([]any{tenant, granularity, from, to}, args...)...).
 		Query(func(rows pgx.Rows) error {
@@ -676,16 +681,10 @@ func QueueWindows(b *pgx.Batch, into *[]oee.Result, tenant, granularity string, 
 
 func scanWindow(row pgx.CollectableRow) (oee.Result, error) {
 	var o oee.Result
-	var perf *float64
-	var an []string
 	err := row.Scan(&o.Start, &o.End, &o.PlannedS, &o.RunS, &o.SetupS, &o.BreakdownS, &o.MicroStopS, &o.IdleS,
-		&o.PlannedDownS, &o.NotScheduledS, &o.UnknownS, &o.IdealRunS, &o.TotalCount, &o.GoodCount, &o.ScrapCount, &perf,
-		&o.ScheduledS, &an)
-	o.HasIdealCycle = perf != nil || o.RunS == 0
+		&o.PlannedDownS, &o.NotScheduledS, &o.UnknownS, &o.IdealRunS, &o.TotalCount, &o.GoodCount, &o.ScrapCount,
+		&o.HasIdealCycle, &o.ScheduledS, &o.GoodAboveTotal)
 	o.CalendarS = o.ScheduledS + o.NotScheduledS
-	for _, a := range an {
-		o.GoodAboveTotal = o.GoodAboveTotal || a == AnomalyGoodAboveTotal
-	}
 	return o, err
 }
 

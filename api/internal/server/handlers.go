@@ -198,13 +198,8 @@ func (s *Server) oee(scope string) http.HandlerFunc {
 			s.fail(w, r, err)
 			return
 		}
-		for i := 0; i < len(all); {
-			j := i
-			for j < len(all) && all[j].Start.Equal(all[i].Start) {
-				j++
-			}
-			resp.Buckets = append(resp.Buckets, figuresOf(oee.Sum(all[i:j]...)))
-			i = j
+		for _, sum := range all { // one per start, its equipment's windows summed
+			resp.Buckets = append(resp.Buckets, figuresOf(oee.Sum(sum)))
 		}
 		total := oee.Sum(all...)
 		total.Start, total.End = from, to
