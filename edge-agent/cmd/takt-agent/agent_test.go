@@ -74,18 +74,7 @@ func newRigWith(t testing.TB, machines int, mq *testkit.MosquittoServer) *rig {
 	t.Cleanup(sim.Stop)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	go func() { // the line runs ten times faster than real time
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				r.line.Advance(100 * time.Millisecond)
-			}
-		}
-	}()
+	go r.line.Run(ctx, 10*time.Millisecond, 100*time.Millisecond) // ten times faster than real time
 	r.subscribe()
 	port, _ := testkit.FreePort()
 	r.metrics = "127.0.0.1:" + strconv.Itoa(port)

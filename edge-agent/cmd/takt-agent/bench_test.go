@@ -114,18 +114,7 @@ func newBenchRig(b *testing.B, machines int) *benchRig {
 		line: plcsim.NewLine(plcsim.Config{Seed: 42, Machines: machines})}
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
-	go func() { // the line runs ten times faster than real time
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				r.line.Advance(100 * time.Millisecond)
-			}
-		}
-	}()
+	go r.line.Run(ctx, 10*time.Millisecond, 100*time.Millisecond) // ten times faster than real time
 	return r
 }
 
@@ -207,18 +196,7 @@ func measureOPCUA(b *testing.B, out map[string]float64) {
 	defer cancel()
 	for srvNo := range benchOPCUAMachines / benchOPCUAPerServer {
 		line := plcsim.NewLine(plcsim.Config{Seed: uint64(srvNo), Machines: benchOPCUAPerServer})
-		go func() { // ten times faster than real time, as the rig's line
-			tick := time.NewTicker(10 * time.Millisecond)
-			defer tick.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-tick.C:
-					line.Advance(100 * time.Millisecond)
-				}
-			}
-		}()
+		go line.Run(ctx, 10*time.Millisecond, 100*time.Millisecond)
 		port, err := testkit.FreePort()
 		if err != nil {
 			b.Fatal(err)

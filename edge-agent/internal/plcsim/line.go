@@ -9,6 +9,7 @@
 package plcsim
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
 	"strconv"
@@ -143,6 +144,21 @@ func (l *Line) Advance(d time.Duration) {
 			}
 		}
 		l.elapsed += l.step
+	}
+}
+
+// Run advances the line by step every tick until ctx ends (ten times faster than
+// real time with a tick of 10 ms and a step of 100 ms, as tests and benchmarks run it).
+func (l *Line) Run(ctx context.Context, tick, step time.Duration) {
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			l.Advance(step)
+		}
 	}
 }
 
