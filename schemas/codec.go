@@ -46,6 +46,13 @@ func (l Limits) Window(now time.Time) (from, to time.Time) {
 	return now.Add(-age), now.Add(ahead)
 }
 
+// KafkaRecordBytes is the largest Kafka record an envelope within l makes: the
+// envelope at MaxBytes with 64 KiB for its key and headers, and never less than
+// Kafka's default message.max.bytes (1 MiB). The bridge writes batches of at most
+// this, the sink fetches at least this, and the topics' max.message.bytes must be at
+// least this.
+func (l Limits) KafkaRecordBytes() int { return max(1<<20, l.MaxBytes+64<<10) }
+
 // DefaultLimits are the bounds Decode applies: 1 MiB and 10,000 samples.
 var DefaultLimits = Limits{MaxBytes: 1 << 20, MaxSamples: 10_000}
 

@@ -81,9 +81,8 @@ type Config struct {
 }
 
 // writerBytes is the largest record batch the bridge writes: one envelope at the
-// decode limit with its key and headers, and never less than Kafka's default
-// message.max.bytes. The topics' max.message.bytes must be at least this.
-func (c Config) writerBytes() int { return max(1<<20, c.Limits.MaxBytes+64<<10) }
+// decode limit with its key and headers (schemas.Limits.KafkaRecordBytes).
+func (c Config) writerBytes() int { return c.Limits.KafkaRecordBytes() }
 
 // Defaults fills the zero fields of c.
 func (c Config) Defaults() Config {

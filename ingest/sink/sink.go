@@ -52,8 +52,8 @@ type Config struct {
 	TopicPrefix   string         // in front of every topic: the samples and the dead-letter topic
 	BatchRows     int            // a batch is written when it holds this many samples
 	Linger        time.Duration  // ... or when its first record is this old
-	FetchMaxBytes int            // largest fetch response from Kafka
-	QueueCapacity int            // records the reader prefetches per partition
+	FetchMaxBytes int            // largest fetch response from Kafka, per partition (default 10 MiB)
+	QueueCapacity int            // records the reader prefetches per partition (default 100)
 	MaxBackoff    time.Duration  // longest wait between retries
 	DrainTimeout  time.Duration  // on shutdown, how long to commit the batch held
 	Limits        schemas.Limits
@@ -77,7 +77,7 @@ func (c Config) Defaults() Config {
 		c.Linger = 200 * time.Millisecond
 	}
 	if c.FetchMaxBytes <= 0 {
-		c.FetchMaxBytes = 10 << 20
+		c.FetchMaxBytes = max(10<<20, c.Limits.KafkaRecordBytes())
 	}
 	if c.QueueCapacity <= 0 {
 		c.QueueCapacity = 100
@@ -101,6 +101,12 @@ func (c Config) Validate() error {
 	}
 	if c.BatchRows > 1_000_000 {
 		return fmt.Errorf("sink.batch_rows = %d: at most 1000000", c.BatchRows)
+	}
+	if largest := c.Limits.KafkaRecordBytes(); c.FetchMaxBytes < largest {
+		return fmt.Errorf("sink.fetch_max_bytes = %d: smaller than the largest record (%d: max_message_bytes and 64 KiB of key and headers, at least 1 MiB)", c.FetchMaxBytes, largest)
+	}
+	if c.QueueCapacity > 10_000 {
+		return fmt.Errorf("sink.prefetch_records = %d: at most 10000", c.QueueCapacity)
 	}
 	return nil
 }

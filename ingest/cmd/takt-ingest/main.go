@@ -86,9 +86,11 @@ type Config struct {
 		Linger       time.Duration `yaml:"linger"`
 	} `yaml:"bridge"`
 	Sink struct {
-		Group     string        `yaml:"group"`
-		BatchRows int           `yaml:"batch_rows"`
-		Linger    time.Duration `yaml:"linger"`
+		Group           string        `yaml:"group"`
+		BatchRows       int           `yaml:"batch_rows"`
+		Linger          time.Duration `yaml:"linger"`
+		FetchMaxBytes   int           `yaml:"fetch_max_bytes"`
+		PrefetchRecords int           `yaml:"prefetch_records"`
 	} `yaml:"sink"`
 }
 
@@ -162,7 +164,8 @@ func (c *Config) bridgeConfig() bridge.Config {
 func (c *Config) sinkConfig() sink.Config {
 	ktls, ksasl := c.kafkaSecurity()
 	return sink.Config{KafkaBrokers: c.Kafka.Brokers, KafkaTLS: ktls, KafkaSASL: ksasl, TopicPrefix: c.Kafka.TopicPrefix, Group: c.Sink.Group, BatchRows: c.Sink.BatchRows,
-		Linger: c.Sink.Linger, Limits: c.limits(), DeadLetterPayload: c.DeadLetter.MaxPayloadBytes}
+		Linger: c.Sink.Linger, FetchMaxBytes: c.Sink.FetchMaxBytes, QueueCapacity: c.Sink.PrefetchRecords,
+		Limits: c.limits(), DeadLetterPayload: c.DeadLetter.MaxPayloadBytes}
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

@@ -35,6 +35,9 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"sink:\n  linger: soon\n", "soon"},
 		{"max_message_bytes: -5\n", "max_message_bytes = -5"},
 		{"kafka:\n  brokers: [x]\nbridge:\n  mqtt_url: tcp://x:1\n", "bridge.client_id: missing"},
+		{"kafka:\n  brokers: [x]\ndatabase_url: postgres://x@y/z\nmax_message_bytes: 4194304\nsink:\n  fetch_max_bytes: 2097152\n",
+			"sink.fetch_max_bytes = 2097152: smaller than the largest record (4259840"},
+		{"kafka:\n  brokers: [x]\ndatabase_url: postgres://x@y/z\nsink:\n  prefetch_records: 20000\n", "sink.prefetch_records = 20000: at most 10000"},
 	}
 	for _, c := range cases {
 		file := filepath.Join(t.TempDir(), "ingest.yaml")
