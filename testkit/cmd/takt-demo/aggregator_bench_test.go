@@ -30,7 +30,7 @@ var benchAgg struct {
 }
 
 // BenchmarkAggregator measures takt-aggregator's ceiling: it starts on a backlog of
-// 1.1 million state and counter events in Kafka (kfake, in the benchmark's process)
+// 967,300 state and counter events in Kafka (kfake, in the benchmark's process)
 // and saves them to PostgreSQL as fast as it can, then computes the windows of the
 // 100 equipment-days they touched. It reports the events saved per second (from
 // the first saved to the last), the seconds until every window is computed, the CPU
