@@ -2,12 +2,14 @@ package testkit
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -59,16 +61,28 @@ func StartKafka(dir string, opts KafkaOptions) (*KafkaServer, error) {
 		return nil, err
 	}
 	s := &KafkaServer{Dir: dir, opts: opts}
-	var err error
-	if s.Port, err = FreePort(); err != nil {
-		return nil, err
-	}
-	if opts.Proxied {
-		if s.Proxy, err = NewProxy("127.0.0.1:" + strconv.Itoa(s.Port)); err != nil {
+	// FreePort's port is free when it answers, not when the broker binds it: another
+	// process (a parallel test package) may take it in between, so a port found taken
+	// is given up for another one.
+	for attempt := 0; ; attempt++ {
+		var err error
+		if s.Port, err = FreePort(); err != nil {
 			return nil, err
 		}
+		if opts.Proxied {
+			if s.Proxy, err = NewProxy("127.0.0.1:" + strconv.Itoa(s.Port)); err != nil {
+				return nil, err
+			}
+		}
+		err = s.Start()
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || attempt == 4 {
+			return s, err
+		}
+		if s.Proxy != nil {
+			s.Proxy.Close()
+			s.Proxy = nil
+		}
 	}
-	return s, s.Start()
 }
 
 // Brokers returns the bootstrap address clients should use.
