@@ -75,6 +75,12 @@ type Config struct {
 		Token   float64 `yaml:"token"`
 		Address float64 `yaml:"address"`
 	} `yaml:"rate_limit"`
+	// AnswerCache keeps OEE answers until PostgreSQL announces that the data behind
+	// them changed; MaxBytes bounds it (0: 32 MiB; -1: no cache). Off when
+	// read_replica_urls are set (a replica may lag what was announced).
+	AnswerCache struct {
+		MaxBytes int64 `yaml:"max_bytes"`
+	} `yaml:"answer_cache"`
 }
 
 func load(file string, getenv func(string) string) (*Config, error) {
@@ -114,6 +120,13 @@ func load(file string, getenv func(string) string) (*Config, error) {
 		if v < 0 && v != -1 || v > 1e6 {
 			return nil, fmt.Errorf("%s %v: want requests per second, up to 1000000, or -1 for no limit", name, v)
 		}
+	}
+	switch mb := cfg.AnswerCache.MaxBytes; {
+	case mb == 0:
+		cfg.AnswerCache.MaxBytes = server.DefaultAnswerCacheBytes
+	case mb == -1:
+	case mb < 1<<20 || mb > 64<<30:
+		return nil, fmt.Errorf("answer_cache.max_bytes %d: want 1048576 (1 MiB) to 68719476736 (64 GiB), 0 for the default (32 MiB) or -1 for no cache", mb)
 	}
 	if cfg.TokenCache < 0 || cfg.TokenCache > time.Hour {
 		return nil, fmt.Errorf("token_cache %s: want 0 (the default, 10s) to 1h", cfg.TokenCache)
@@ -212,7 +225,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector("takt-api"),
 		poolstats.New(pools))
 	h := server.New(server.Deps{Primary: primary, Replicas: replicas, Log: log, Registry: reg, TokenCache: cfg.TokenCache, PII: keys,
-		TokenRate: cfg.RateLimit.Token, AddressRate: cfg.RateLimit.Address})
+		TokenRate: cfg.RateLimit.Token, AddressRate: cfg.RateLimit.Address, AnswerCacheBytes: cfg.AnswerCache.MaxBytes})
+	if cfg.AnswerCache.MaxBytes > 0 && len(replicas) > 0 {
+		log.Info("answer cache off: reads go to read replicas, which may lag the changes the primary announces")
+	}
+	go h.ListenForChanges(ctx)
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http_addr: %w", err)

@@ -145,6 +145,8 @@ func TestConfigErrors(t *testing.T) {
 		"databse_url: postgres://x@h/db\n":                                            "line 1: databse_url: unknown key (did you mean \"database_url\"?)",
 		"http_addr: 127.0.0.1:8080\n":                                                 "database_url: missing",
 		"database_url: postgres://x@h/db\nrate_limit: {token: -5}\n":                  "rate_limit.token -5: want requests per second",
+		"database_url: postgres://x@h/db\nanswer_cache: {max_bytes: 1000}\n":          "answer_cache.max_bytes 1000: want 1048576 (1 MiB)",
+		"database_url: postgres://x@h/db\nanswer_cache: {max_bytes: -2}\n":            "answer_cache.max_bytes -2: want",
 	} {
 		os.WriteFile(f, []byte(yaml), 0o644)
 		err := run(context.Background(), []string{"-c", f, "validate"}, func(string) string { return "" }, io.Discard, io.Discard)

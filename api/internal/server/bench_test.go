@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"takt.dev/testkit"
 )
@@ -41,9 +42,14 @@ const (
 // BenchmarkAPI loads 100 equipment (10 lines of 10) × 30 days of hourly and daily
 // windows and measures the API (in the benchmark's process, over loopback HTTP, with
 // PostgreSQL on the same two cores) on two queries: the 24 hourly buckets of one
-// equipment's day, and the 30 daily buckets of a line. It reports each query's
-// ceiling in requests per second, its p50 and p99 latency at 80 % of the ceiling,
-// the process's CPU per 1,000 requests and its peak RSS (the load client's included).
+// equipment's day (a random one of the 3,000), and the 30 daily buckets of a line.
+// While it runs, the last day's windows of every equipment are rewritten once a
+// second, as an aggregator refreshing today would: each rewrite drops the answers
+// that hold that day (every line's 30 days, a thirtieth of the days). It reports
+// each query's ceiling in requests per second with the answer cache (as takt-api
+// runs by default) and without it, the share of answers the cache served, the p50
+// and p99 latency at 80 % of the ceiling with the cache, the process's CPU per 1,000
+// requests and its peak RSS (the load client's included).
 func BenchmarkAPI(b *testing.B) {
 	benchAPI.once.Do(func() { benchAPI.r = measureAPI(b) })
 	for b.Loop() {
@@ -51,6 +57,7 @@ func BenchmarkAPI(b *testing.B) {
 	for _, name := range []string{
 		"api_oee_day_rps=req/s", "api_oee_day_p50_ms=ms", "api_oee_day_p99_ms=ms", "api_oee_day_cpu_s_per_1k_requests=s",
 		"api_oee_line30d_rps=req/s", "api_oee_line30d_p50_ms=ms", "api_oee_line30d_p99_ms=ms", "api_oee_line30d_cpu_s_per_1k_requests=s",
+		"api_oee_day_hit_ratio=ratio", "api_oee_day_uncached_rps=req/s", "api_oee_line30d_hit_ratio=ratio", "api_oee_line30d_uncached_rps=req/s",
 		"api_peak_rss_mib=MiB",
 	} {
 		b.ReportMetric(benchAPI.r[name[:strings.IndexByte(name, '=')]], name)
@@ -95,10 +102,38 @@ SELECT w.tenant_id, w.id, 'eq-' || substr(l.code, 6) || '-' || g, 'Eq', 1.0 FROM
 	if _, err := pool.Exec(ctx, `INSERT INTO api_token (tenant_id, name, token_hash) VALUES ('bench', 'bench', $1)`, sum[:]); err != nil {
 		b.Fatal(err)
 	}
-	s := New(Deps{Primary: pool, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry(), PII: testkit.PIIKeyring(b),
-		TokenRate: -1, AddressRate: -1}) // a ceiling, not a limit: one token from one address offers it all
-	ts := httptest.NewServer(s)
-	defer ts.Close()
+	// Two servers on the same database, with and without the answer cache.
+	deps := Deps{Primary: pool, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry(), PII: testkit.PIIKeyring(b),
+		TokenRate: -1, AddressRate: -1} // a ceiling, not a limit: one token from one address offers it all
+	uncached := httptest.NewServer(New(deps))
+	defer uncached.Close()
+	deps.Registry, deps.AnswerCacheBytes = prometheus.NewRegistry(), DefaultAnswerCacheBytes
+	s := New(deps)
+	cached := httptest.NewServer(s)
+	defer cached.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	var bg sync.WaitGroup
+	defer bg.Wait()
+	defer cancel()
+	bg.Go(func() { s.ListenForChanges(ctx) })
+	for testutil.ToFloat64(s.answers.liveGauge) != 1 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	last := start.AddDate(0, 0, 29)
+	bg.Go(func() { // today's windows, rewritten every second
+		for t := time.NewTicker(time.Second); ; {
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			if _, err := pool.Exec(ctx, `UPDATE oee_window SET computed_at = now() WHERE tenant_id = 'bench' AND starts_at >= $1`, last); err != nil && ctx.Err() == nil {
+				b.Error(err)
+			}
+		}
+	})
+	ts := cached
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512}}
 	get := func(path string) error {
 		req, _ := http.NewRequest("GET", ts.URL+path, nil)
@@ -179,9 +214,16 @@ SELECT w.tenant_id, w.id, 'eq-' || substr(l.code, 6) || '-' || g, 'Eq', 1.0 FROM
 				start.Format(time.RFC3339), start.AddDate(0, 0, 30).Format(time.RFC3339))
 		}},
 	} {
+		ts = uncached
+		r[q.name+"_uncached_rps"] = ceiling(q.path)
+		ts = cached
+		hits, misses := s.answers.requests.WithLabelValues("hit"), s.answers.requests.WithLabelValues("miss")
+		hits0, misses0 := testutil.ToFloat64(hits), testutil.ToFloat64(misses)
 		cpu0 := processCPU(b)
 		rps := ceiling(q.path)
 		cpu := processCPU(b) - cpu0
+		h, m := testutil.ToFloat64(hits)-hits0, testutil.ToFloat64(misses)-misses0
+		r[q.name+"_hit_ratio"] = h / (h + m)
 		r[q.name+"_rps"] = rps
 		r[q.name+"_cpu_s_per_1k_requests"] = cpu / (rps * benchWindow.Seconds() / 1000)
 		r[q.name+"_p50_ms"], r[q.name+"_p99_ms"] = latency(q.path, benchShare*rps)

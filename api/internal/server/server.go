@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,6 +61,10 @@ type Deps struct {
 	// one client address (bursts of twice as many); past them a request is a 429
 	// with Retry-After. 0 takes the default (50 and 200), a negative value none.
 	TokenRate, AddressRate float64
+	// AnswerCacheBytes bounds the cache of OEE answers kept until the data behind
+	// them changes (answers.go); 0 or less: no cache. It serves only while
+	// ListenForChanges runs, and never with Replicas.
+	AnswerCacheBytes int64
 }
 
 // Server serves the API.
@@ -74,6 +79,10 @@ type Server struct {
 	nBogus  atomic.Int64
 	m       *metrics
 	handler http.Handler
+	// answers is the cache of OEE answers; nil when off. listenerPID is the
+	// backend of the connection that listens for changes (for tests).
+	answers     *answerCache
+	listenerPID atomic.Uint32
 }
 
 type cachedToken struct {
@@ -140,6 +149,9 @@ func New(d Deps) *Server {
 	if d.AddressRate > 0 {
 		s.perAddr = newAuthThrottle(d.AddressRate, max(1, int(2*d.AddressRate)))
 	}
+	if d.AnswerCacheBytes > 0 && len(d.Replicas) == 0 {
+		s.answers = newAnswerCache(d.AnswerCacheBytes, d.Registry)
+	}
 	s.handler = s.routes()
 	return s
 }
@@ -167,6 +179,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeBody answers JSON already encoded.
+func writeBody(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
 }
 
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
@@ -320,7 +340,7 @@ const tenantSQL = `SELECT set_config('role', 'takt_app', true), set_config('app.
 // connect.
 func (s *Server) inTenant(ctx context.Context, write bool, fn func(pgx.Tx) error) error {
 	p := ctx.Value(principalKey).(principal)
-	return s.onPool(write, func(pool *pgxpool.Pool) error {
+	err := s.onPool(write, func(pool *pgxpool.Pool) error {
 		return pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, tenantSQL, p.tenant); err != nil {
 				return err
@@ -328,6 +348,12 @@ func (s *Server) inTenant(ctx context.Context, write bool, fn func(pgx.Tx) error
 			return fn(tx)
 		})
 	})
+	if write {
+		// What this server changed shows in its next answer, not only once
+		// PostgreSQL's announcement of it arrives (other servers: within that).
+		s.answers.changed(p.tenant)
+	}
+	return err
 }
 
 // readInTenant runs the queries queue puts on a batch (reading their results in
