@@ -70,6 +70,22 @@ type running struct {
 	reg    *prometheus.Registry
 }
 
+// counter reads one of the sink's counters without labels.
+func (r *running) counter(t testing.TB, name string) float64 {
+	t.Helper()
+	mfs, err := r.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no counter %s", name)
+	return 0
+}
+
 // deadLetters reads the sink's takt_sink_dead_letters_total{reason}.
 func (r *running) deadLetters(t *testing.T, reason schemas.Reason) float64 {
 	t.Helper()

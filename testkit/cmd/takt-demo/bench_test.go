@@ -97,8 +97,14 @@ func measurePipeline(b *testing.B) map[string]float64 {
 		time.Sleep(5 * time.Second)
 		profiled <- testkit.CPUProfileTop(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=20", port), filepath.Join(bin, "takt-ingest"), filepath.Join(dir, "ingest.pprof"))
 	}()
+	heap := make(chan string, 1)
+	go func() {
+		time.Sleep(20 * time.Second)
+		heap <- testkit.HeapProfileTop(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap", port), filepath.Join(bin, "takt-ingest"), filepath.Join(dir, "ingest.heap"))
+	}()
 	ceiling, loadgenRSS := loadgen("-duration", "30s")
 	fmt.Fprintf(os.Stderr, "takt-ingest CPU profile at the ceiling:\n%s\n", <-profiled)
+	fmt.Fprintf(os.Stderr, "takt-ingest heap in use 20 s into the ceiling run:\n%s\n", <-heap)
 	cpu := procCPUSeconds(b, ingest.cmd.Process.Pid) - cpu0
 	if !ceiling.Drained {
 		b.Fatalf("the pipeline did not store everything acknowledged: %+v", ceiling)
