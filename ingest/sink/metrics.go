@@ -18,6 +18,7 @@ type metrics struct {
 	lag                *prometheus.GaugeVec
 	batchRows          prometheus.Histogram
 	commitSeconds      prometheus.Histogram
+	copyWaits          prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -44,10 +45,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Rows per committed batch.", Buckets: prometheus.ExponentialBuckets(10, 2, 14)}),
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "takt_sink_batch_seconds",
 			Help: "Time to write and commit a batch, retries included.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
+		copyWaits: prometheus.NewCounter(prometheus.CounterOpts{Name: "takt_sink_copy_slot_waits_total",
+			Help: "Batches that waited for a free slot (sink.max_concurrent_copies) before being written."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.deadLettersIndexed, m.outsideWindow, m.rows, m.envelopes, m.duplicates, m.deadLetters, m.retries, m.partitionsCreated,
-			m.lag, m.batchRows, m.commitSeconds)
+			m.lag, m.batchRows, m.commitSeconds, m.copyWaits)
 	}
 	for _, r := range schemas.Reasons() {
 		m.deadLetters.WithLabelValues(string(r))

@@ -180,6 +180,20 @@ func TestExactlyOnceWithDuplicatesOutOfOrder(t *testing.T) {
 	waitRows(t, pool, 60*50)
 }
 
+// sink.max_concurrent_copies bounds the batches written at once across partitions:
+// with one slot and a backlog on every partition, batches wait for it (counted), and
+// every row is still written once.
+func TestConcurrentCopiesAreBounded(t *testing.T) {
+	k := testkit.Kafka(t, testkit.KafkaOptions{Partitions: 4})
+	pool := testkit.NewDatabase(t).Pool(t)
+	produce(t, k.Brokers(), envelopes(t, "gw1", 120, 50)...)
+	r := start(t, pool, k.Brokers(), sink.Config{Group: "g", BatchRows: 100, MaxCopies: 1})
+	waitRows(t, pool, 120*50)
+	if n := r.counter(t, "takt_sink_copy_slot_waits_total"); n == 0 {
+		t.Fatal("no batch waited for the one COPY slot while four partitions had a backlog")
+	}
+}
+
 func TestResumesFromStoredOffsets(t *testing.T) {
 	k := testkit.Kafka(t)
 	pool := testkit.NewDatabase(t).Pool(t)

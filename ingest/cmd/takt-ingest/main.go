@@ -91,6 +91,7 @@ type Config struct {
 		Linger          time.Duration `yaml:"linger"`
 		FetchMaxBytes   int           `yaml:"fetch_max_bytes"`
 		PrefetchRecords int           `yaml:"prefetch_records"`
+		MaxCopies       int           `yaml:"max_concurrent_copies"`
 	} `yaml:"sink"`
 }
 
@@ -165,7 +166,7 @@ func (c *Config) sinkConfig() sink.Config {
 	ktls, ksasl := c.kafkaSecurity()
 	return sink.Config{KafkaBrokers: c.Kafka.Brokers, KafkaTLS: ktls, KafkaSASL: ksasl, TopicPrefix: c.Kafka.TopicPrefix, Group: c.Sink.Group, BatchRows: c.Sink.BatchRows,
 		Linger: c.Sink.Linger, FetchMaxBytes: c.Sink.FetchMaxBytes, QueueCapacity: c.Sink.PrefetchRecords,
-		Limits: c.limits(), DeadLetterPayload: c.DeadLetter.MaxPayloadBytes}
+		MaxCopies: c.Sink.MaxCopies, Limits: c.limits(), DeadLetterPayload: c.DeadLetter.MaxPayloadBytes}
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

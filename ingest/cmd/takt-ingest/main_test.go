@@ -38,6 +38,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"kafka:\n  brokers: [x]\ndatabase_url: postgres://x@y/z\nmax_message_bytes: 4194304\nsink:\n  fetch_max_bytes: 2097152\n",
 			"sink.fetch_max_bytes = 2097152: smaller than the largest record (4259840"},
 		{"kafka:\n  brokers: [x]\ndatabase_url: postgres://x@y/z\nsink:\n  prefetch_records: 20000\n", "sink.prefetch_records = 20000: at most 10000"},
+		{"kafka:\n  brokers: [x]\ndatabase_url: postgres://x@y/z\nsink:\n  max_concurrent_copies: 65\n", "sink.max_concurrent_copies = 65: at most 64"},
 	}
 	for _, c := range cases {
 		file := filepath.Join(t.TempDir(), "ingest.yaml")
