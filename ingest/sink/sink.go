@@ -61,7 +61,7 @@ type Config struct {
 	// PostgreSQL (measured on 2 cores: 1 stream 520,000 rows/s, 2 streams 570,000,
 	// 4 streams 400,000), while the other partitions go on fetching and decoding.
 	MaxCopies int
-	Limits        schemas.Limits
+	Limits    schemas.Limits
 	// DeadLetterPayload is how much of a refused record its dead letter keeps (its
 	// size and SHA-256 are always kept); default schemas.DefaultDeadLetterPayload.
 	DeadLetterPayload int
