@@ -57,6 +57,9 @@ func main0(args []string) {
 type Config struct {
 	HTTPAddr    string `yaml:"http_addr"`
 	DatabaseURL string `yaml:"database_url"`
+	// MemoryLimit is the Go runtime's soft memory limit, bytes (GOMEMLIMIT wins):
+	// 0, the default, max(100 MiB, 2 × bridge.queue_bytes + 64 MiB); -1, none.
+	MemoryLimit int64 `yaml:"memory_limit"`
 	Kafka       struct {
 		kafkalink.Link `yaml:",inline"` // brokers, tls, sasl
 		Compression    string           `yaml:"compression"`
@@ -126,6 +129,14 @@ func loadConfig(file string, getenv func(string) string) (*Config, error) {
 	}
 	if _, _, err := cfg.Kafka.Parts(); err != nil {
 		return nil, err
+	}
+	queue := cfg.bridgeConfig().Defaults().QueueBytes
+	switch ml := cfg.MemoryLimit; {
+	case ml == 0:
+		cfg.MemoryLimit = max(100<<20, 2*queue+64<<20)
+	case ml == -1:
+	case ml < queue+64<<20:
+		return nil, fmt.Errorf("memory_limit = %d: below bridge.queue_bytes (%d) + 64 MiB, the collector would run without end; raise it, lower the queue, or -1 for no limit", ml, queue)
 	}
 	if err := kafkalink.CheckPrefix(cfg.Kafka.TopicPrefix); err != nil {
 		return nil, err
@@ -217,6 +228,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer stopTracing()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector("takt-ingest"))
+	if !validateOnly {
+		servicekit.MemoryLimit(getenv, cfg.MemoryLimit, reg)
+	}
 
 	var b *bridge.Bridge
 	var s *sink.Sink

@@ -39,6 +39,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 			"sink.fetch_max_bytes = 2097152: smaller than the largest record (4259840"},
 		{"kafka:\n  brokers: [x]\ndatabase_url: postgres://x@y/z\nsink:\n  prefetch_records: 20000\n", "sink.prefetch_records = 20000: at most 10000"},
 		{"kafka:\n  brokers: [x]\ndatabase_url: postgres://x@y/z\nsink:\n  max_concurrent_copies: 65\n", "sink.max_concurrent_copies = 65: at most 64"},
+		{"kafka:\n  brokers: [x]\ndatabase_url: postgres://x@y/z\nmemory_limit: 50000000\n", "memory_limit = 50000000: below bridge.queue_bytes (16777216) + 64 MiB"},
 	}
 	for _, c := range cases {
 		file := filepath.Join(t.TempDir(), "ingest.yaml")
