@@ -38,6 +38,7 @@ import (
 	"takt.dev/servicekit"
 	"takt.dev/servicekit/buildinfo"
 	"takt.dev/servicekit/kafkalink"
+	"takt.dev/servicekit/memlimit"
 	"takt.dev/servicekit/poolstats"
 	"takt.dev/servicekit/tracepgx"
 	"takt.dev/servicekit/tracing"
@@ -229,7 +230,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector("takt-ingest"))
 	if !validateOnly {
-		servicekit.MemoryLimit(getenv, cfg.MemoryLimit, reg)
+		memlimit.Set(getenv, cfg.MemoryLimit, reg)
 	}
 
 	var b *bridge.Bridge
