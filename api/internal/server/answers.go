@@ -115,16 +115,17 @@ func (c *answerCache) lookup(k answerKey) ([]byte, ticket) {
 }
 
 // store keeps body as k's answer unless a change of k's tenant (or of listening)
-// came after t was taken; the least recently used answers make room for it.
-func (c *answerCache) store(k answerKey, t ticket, body []byte) {
+// came after t was taken, and says whether it did; the least recently used answers
+// make room for it.
+func (c *answerCache) store(k answerKey, t ticket, body []byte) bool {
 	a := &answer{key: k, body: body}
 	if c == nil || !t.ok || a.size() > c.max/4 {
-		return // an answer this large would push out too many others
+		return false // an answer this large would push out too many others
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.live || c.epoch != t.epoch || c.gen[k.tenant] != t.gen {
-		return
+		return false
 	}
 	if old, ok := c.byTenant[k.tenant][k]; ok {
 		c.remove(old)
@@ -141,6 +142,7 @@ func (c *answerCache) store(k answerKey, t ticket, body []byte) {
 	m[k] = c.lru.PushFront(a)
 	c.bytes += a.size()
 	c.gauges()
+	return true
 }
 
 func (c *answerCache) remove(e *list.Element) {

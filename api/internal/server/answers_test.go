@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -174,6 +175,20 @@ func TestAnswersFollowChanges(t *testing.T) {
 
 	if r := get("tok-a", filler); r.Total.GoodCount != 6273 {
 		t.Fatalf("filler-1: %+v", r.Total)
+	}
+	// RFC 9211's Cache-Status says how each answer was served.
+	const capper = "/api/v1/equipment/capper-1/oee?from=2026-11-25T06:00:00Z&to=2026-11-25T08:00:00Z&bucket=hour"
+	for _, want := range []string{"takt-api; fwd=miss; stored", "takt-api; hit"} {
+		req, _ := http.NewRequest("GET", ts.URL+capper, nil)
+		req.Header.Set("Authorization", "Bearer tok-a")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("Cache-Status"); got != want {
+			t.Fatalf("Cache-Status %q, want %q", got, want)
+		}
 	}
 	get("tok-b", filler)
 	hits := count("hit")

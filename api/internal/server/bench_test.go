@@ -53,7 +53,9 @@ const (
 // a thirtieth of the days). It reports
 // each query's ceiling in requests per second with the answer cache (as takt-api
 // runs by default) and without it, the share of answers the cache served, the p50
-// and p99 latency with the cache at the rate named by *_latency_rps, the process's
+// and p99 latency with the cache at the rate named by *_latency_rps (and, of that
+// run, the share the cache served, *_latency_hit_ratio, and the p99 of the answers
+// read from PostgreSQL, *_miss_p99_ms, told apart by Cache-Status), the process's
 // CPU per 1,000 requests at the cached ceiling and its peak RSS (the load client's
 // included).
 func BenchmarkAPI(b *testing.B) {
@@ -62,9 +64,9 @@ func BenchmarkAPI(b *testing.B) {
 	}
 	for _, name := range []string{
 		"api_oee_day_rps=req/s", "api_oee_day_latency_rps=req/s", "api_oee_day_p50_ms=ms", "api_oee_day_p99_ms=ms",
-		"api_oee_day_cpu_s_per_1k_requests=s",
+		"api_oee_day_latency_hit_ratio=ratio", "api_oee_day_miss_p99_ms=ms", "api_oee_day_cpu_s_per_1k_requests=s",
 		"api_oee_line30d_rps=req/s", "api_oee_line30d_latency_rps=req/s", "api_oee_line30d_p50_ms=ms", "api_oee_line30d_p99_ms=ms",
-		"api_oee_line30d_cpu_s_per_1k_requests=s",
+		"api_oee_line30d_latency_hit_ratio=ratio", "api_oee_line30d_miss_p99_ms=ms", "api_oee_line30d_cpu_s_per_1k_requests=s",
 		"api_oee_day_hit_ratio=ratio", "api_oee_day_uncached_rps=req/s", "api_oee_line30d_hit_ratio=ratio", "api_oee_line30d_uncached_rps=req/s",
 		"api_peak_rss_mib=MiB",
 	} {
@@ -145,19 +147,20 @@ SELECT w.tenant_id, w.id, 'eq-' || substr(l.code, 6) || '-' || g, 'Eq', 1.0 FROM
 	// At most 512 connections: past them a request waits for one, and its wait counts
 	// in its latency (which runs from when it was due), but sockets stay bounded.
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512, MaxConnsPerHost: 512}}
-	get := func(path string) error {
+	// get asks for path and says whether the cache answered (Cache-Status).
+	get := func(path string) (hit bool, err error) {
 		req, _ := http.NewRequest("GET", ts.URL+path, nil)
 		req.Header.Set("Authorization", "Bearer tok-bench")
 		resp, err := client.Do(req)
 		if err != nil {
-			return err
+			return false, err
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != 200 {
-			return fmt.Errorf("%s: status %d", path, resp.StatusCode)
+			return false, fmt.Errorf("%s: status %d", path, resp.StatusCode)
 		}
-		return nil
+		return resp.Header.Get("Cache-Status") == "takt-api; hit", nil
 	}
 	// ceiling: benchClients clients, each sending its next request when the last is
 	// answered; requests answered per second.
@@ -170,7 +173,7 @@ SELECT w.tenant_id, w.id, 'eq-' || substr(l.code, 6) || '-' || g, 'Eq', 1.0 FROM
 			wg.Go(func() {
 				rng := rand.New(rand.NewPCG(uint64(c), 1))
 				for time.Now().Before(stop) {
-					if err := get(path(rng)); err != nil {
+					if _, err := get(path(rng)); err != nil {
 						b.Error(err)
 						return
 					}
@@ -183,10 +186,14 @@ SELECT w.tenant_id, w.id, 'eq-' || substr(l.code, 6) || '-' || g, 'Eq', 1.0 FROM
 	}
 	// latency: rps requests per second on a fixed schedule for benchWindow; each
 	// latency from when its request was due to its answer.
-	latency := func(path func(*rand.Rand) string, rps float64) (p50, p99 float64) {
+	// latency: rps requests per second on a fixed schedule for benchWindow; each
+	// latency from when its request was due to its answer. It returns the p50 and p99
+	// of all, the share the cache answered, and the p99 of those it did not.
+	latency := func(path func(*rand.Rand) string, rps float64) (p50, p99, hitShare, missP99 float64) {
 		gap := time.Duration(float64(time.Second) / rps)
 		n := int(benchWindow / gap)
 		lat := make([]time.Duration, n)
+		hits := make([]bool, n)
 		rng := rand.New(rand.NewPCG(7, 7))
 		paths := make([]string, n)
 		for i := range paths {
@@ -198,16 +205,28 @@ SELECT w.tenant_id, w.id, 'eq-' || substr(l.code, 6) || '-' || g, 'Eq', 1.0 FROM
 			due := began.Add(time.Duration(i) * gap)
 			time.Sleep(time.Until(due))
 			wg.Go(func() {
-				if err := get(paths[i]); err != nil {
+				var err error
+				if hits[i], err = get(paths[i]); err != nil {
 					b.Error(err)
 				}
 				lat[i] = time.Since(due)
 			})
 		}
 		wg.Wait()
-		slices.Sort(lat)
-		ms := func(q float64) float64 { return float64(lat[int(q*float64(n-1))].Microseconds()) / 1000 }
-		return ms(0.5), ms(0.99)
+		var missed []time.Duration
+		for i, h := range hits {
+			if !h {
+				missed = append(missed, lat[i])
+			}
+		}
+		ms := func(l []time.Duration, q float64) float64 {
+			if len(l) == 0 {
+				return 0
+			}
+			slices.Sort(l)
+			return float64(l[int(q*float64(len(l)-1))].Microseconds()) / 1000
+		}
+		return ms(lat, 0.5), ms(lat, 0.99), 1 - float64(len(missed))/float64(n), ms(missed, 0.99)
 	}
 	r := map[string]float64{}
 	for _, q := range []struct {
@@ -240,7 +259,7 @@ SELECT w.tenant_id, w.id, 'eq-' || substr(l.code, 6) || '-' || g, 'Eq', 1.0 FROM
 		r[q.name+"_cpu_s_per_1k_requests"] = cpu / (rps * benchWindow.Seconds() / 1000)
 		// The latency at the goal's rate, or at 80 % of the ceiling when that is lower.
 		r[q.name+"_latency_rps"] = min(q.goal, benchShare*rps)
-		r[q.name+"_p50_ms"], r[q.name+"_p99_ms"] = latency(q.path, r[q.name+"_latency_rps"])
+		r[q.name+"_p50_ms"], r[q.name+"_p99_ms"], r[q.name+"_latency_hit_ratio"], r[q.name+"_miss_p99_ms"] = latency(q.path, r[q.name+"_latency_rps"])
 	}
 	r["api_peak_rss_mib"] = peakRSSMiB(b)
 	return r

@@ -185,6 +185,7 @@ func (s *Server) oee(scope string) http.HandlerFunc {
 		key := answerKey{tenant: tenant, scope: scope, code: code, site: site, bucket: bucket, from: from.UTC(), to: to.UTC()}
 		body, t := s.answers.lookup(key)
 		if body != nil {
+			w.Header().Set("Cache-Status", "takt-api; hit") // RFC 9211
 			writeBody(w, http.StatusOK, body)
 			return
 		}
@@ -216,7 +217,15 @@ func (s *Server) oee(scope string) http.HandlerFunc {
 			return
 		}
 		body = append(body, '\n')
-		s.answers.store(key, t, body)
+		switch stored := s.answers.store(key, t, body); {
+		case s.answers == nil:
+		case !t.ok: // not listening for changes
+			w.Header().Set("Cache-Status", "takt-api; fwd=bypass")
+		case stored:
+			w.Header().Set("Cache-Status", "takt-api; fwd=miss; stored")
+		default: // a change came while it was read
+			w.Header().Set("Cache-Status", "takt-api; fwd=miss")
+		}
 		writeBody(w, http.StatusOK, body)
 	}
 }
