@@ -32,12 +32,12 @@ func TestCommands(t *testing.T) {
 		wantErr string
 	}{
 		{[]string{"status"}, "pending", ""},
-		{[]string{"up"}, "applied 00022_batched_partition_move.sql", ""},
+		{[]string{"up"}, "applied 00023_oee_changed.sql", ""},
 		{[]string{"up"}, "up to date", ""},
 		{[]string{"status"}, "applied 20", ""},
 		{[]string{"partitions", "-ahead", "3"}, "created 3 partition(s)", ""},
 		{[]string{"partitions", "-ahead", "3", "-retention", "30"}, "moved 0 row(s) of 0 day(s) out of the default partition", ""},
-		{[]string{"down"}, "rolled back 00022_batched_partition_move.sql", ""},
+		{[]string{"down"}, "rolled back 00023_oee_changed.sql", ""},
 		{[]string{"partitions", "-ahead", "0"}, "", "-ahead 0: want 1 to 3660"},
 		{[]string{"partitions", "-move-batch", "-1"}, "", "-move-batch -1: want 0 (do not move) to 1000000"},
 		{[]string{"-lock-timeout", "-1s", "up"}, "", "-lock-timeout -1s"},

@@ -127,7 +127,7 @@ SELECT tenant_id, id, 'eq-' || g, 'Eq', 0.9 FROM w, generate_series(1, $1) g`, b
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("http_addr: 127.0.0.1:%d\nrecompute_every: 200ms\n", port)), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	env := []string{"DATABASE_URL=" + db.URL, "TAKT_KAFKA_BROKERS=" + strings.Join(k.Brokers(), ",")}
+	env := []string{"DATABASE_URL=" + db.URL, "TAKT_KAFKA_BROKERS=" + strings.Join(k.Brokers(), ","), "TAKT_PPROF=1"}
 	agg, err := startChild(filepath.Join(bin, "takt-aggregator"), filepath.Join(dir, "takt-aggregator.log"), env, "-c", cfg, "run")
 	if err != nil {
 		b.Fatal(err)
@@ -137,12 +137,19 @@ SELECT tenant_id, id, 'eq-' || g, 'Eq', 0.9 FROM w, generate_series(1, $1) g`, b
 		return metric(b, port, "takt_aggregator_state_observations_total", "") + metric(b, port, "takt_aggregator_counter_readings_total", "")
 	}
 	deadline := time.Now().Add(10 * time.Minute)
+	profiled := make(chan string, 1)
 	var first, last time.Time
 	var atFirst float64 // saved when first seen moving: the rate counts from there
 	for {
 		n := saved()
 		if n > 0 && first.IsZero() {
 			first, atFirst = time.Now(), n
+			// A CPU profile of 10 s of saving, summarised on stderr (docs/benchmarks.md
+			// says where the time goes from it).
+			go func() {
+				profiled <- testkit.CPUProfileTop(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=10", port),
+					filepath.Join(bin, "takt-aggregator"), filepath.Join(dir, "aggregator.pprof"))
+			}()
 		}
 		if n >= float64(events) {
 			last = time.Now()
@@ -168,6 +175,7 @@ SELECT tenant_id, id, 'eq-' || g, 'Eq', 0.9 FROM w, generate_series(1, $1) g`, b
 		time.Sleep(50 * time.Millisecond)
 	}
 	drained := time.Now()
+	fmt.Fprintf(os.Stderr, "takt-aggregator CPU profile while saving events:\n%s\n", <-profiled)
 	cpu := procCPUSeconds(b, agg.cmd.Process.Pid)
 	return map[string]float64{
 		"aggregator_events":                float64(events),
