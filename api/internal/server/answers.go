@@ -167,7 +167,9 @@ func (c *answerCache) changed(payload string) {
 	}
 	c.changes.Inc()
 	if payload == "*" {
-		c.reset(true)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.dropAll()
 		return
 	}
 	tenant, day, dated := strings.Cut(payload, " ")
@@ -194,8 +196,18 @@ func (c *answerCache) changed(payload string) {
 func (c *answerCache) reset(live bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.epoch++
+	c.dropAll()
 	c.live = live
+	if live {
+		c.liveGauge.Set(1)
+	} else {
+		c.liveGauge.Set(0)
+	}
+}
+
+// dropAll drops every answer and refuses every ticket taken before (c.mu held).
+func (c *answerCache) dropAll() {
+	c.epoch++
 	if n := c.lru.Len(); n > 0 {
 		c.evictions.WithLabelValues("changed").Add(float64(n))
 	}
@@ -204,11 +216,6 @@ func (c *answerCache) reset(live bool) {
 	c.gen = map[string]uint64{}
 	c.bytes = 0
 	c.gauges()
-	if live {
-		c.liveGauge.Set(1)
-	} else {
-		c.liveGauge.Set(0)
-	}
 }
 
 // ListenForChanges keeps a connection of its own listening on answersChannel and

@@ -86,6 +86,13 @@ func TestAnswerCacheRules(t *testing.T) {
 	if got, _ := c.lookup(kb); got != nil || testutil.ToFloat64(c.entries) != 0 {
 		t.Error("answers kept after a truncation")
 	}
+	// A truncation announced while not listening does not turn the cache on.
+	c.reset(false)
+	c.changed("*")
+	if got, tk := c.lookup(k24); got != nil || tk.ok {
+		t.Error("the cache serves after a truncation announced while it did not listen")
+	}
+	c.reset(true)
 	// Losing the listening connection drops everything and refuses what was in flight.
 	_, tk := c.lookup(k24)
 	c.reset(false)
