@@ -136,6 +136,8 @@ func loadConfig(file string, getenv func(string) string) (*Config, error) {
 	case ml == 0:
 		cfg.MemoryLimit = max(100<<20, 2*queue+64<<20)
 	case ml == -1:
+	case ml < 0:
+		return nil, fmt.Errorf("memory_limit = %d: want bytes, 0 for the default or -1 for no limit", ml)
 	case ml < queue+64<<20:
 		return nil, fmt.Errorf("memory_limit = %d: below bridge.queue_bytes (%d) + 64 MiB, the collector would run without end; raise it, lower the queue, or -1 for no limit", ml, queue)
 	}

@@ -40,6 +40,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"kafka:\n  brokers: [x]\ndatabase_url: postgres://x@y/z\nsink:\n  prefetch_records: 20000\n", "sink.prefetch_records = 20000: at most 10000"},
 		{"kafka:\n  brokers: [x]\ndatabase_url: postgres://x@y/z\nsink:\n  max_concurrent_copies: 65\n", "sink.max_concurrent_copies = 65: at most 64"},
 		{"kafka:\n  brokers: [x]\ndatabase_url: postgres://x@y/z\nmemory_limit: 50000000\n", "memory_limit = 50000000: below bridge.queue_bytes (16777216) + 64 MiB"},
+		{"kafka:\n  brokers: [x]\ndatabase_url: postgres://x@y/z\nmemory_limit: -5\n", "memory_limit = -5: want bytes, 0 for the default or -1 for no limit"},
 	}
 	for _, c := range cases {
 		file := filepath.Join(t.TempDir(), "ingest.yaml")
