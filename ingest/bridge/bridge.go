@@ -283,6 +283,12 @@ func (b *Bridge) Run(ctx context.Context) error {
 		SetConnectRetryInterval(time.Second).
 		SetMaxReconnectInterval(10 * time.Second).
 		SetKeepAlive(30 * time.Second)
+	// What the broker kept for the session arrives right after the CONNACK, before
+	// the subscriptions below are made again (and their handler with them): paho
+	// gives a message no handler takes to nobody and leaves it unacknowledged, in
+	// flight at the broker until some later reconnect. Every message on this
+	// session is the bridge's, so b.receive takes those too.
+	opts.SetDefaultPublishHandler(b.receive)
 	filters := b.cfg.filters()
 	opts.SetOnConnectHandler(func(c mqtt.Client) {
 		// Subscriptions are made again on every connect: a broker that lost the

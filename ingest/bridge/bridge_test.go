@@ -437,3 +437,30 @@ func TestConvertCarriesTheTraceContext(t *testing.T) {
 		}
 	}
 }
+
+// Messages the broker kept for the bridge's session while it was away arrive right
+// after the CONNACK, before the bridge has subscribed again: each must still be
+// written and acknowledged (a message no handler takes is left unacknowledged by
+// paho, in flight at the broker until some later reconnect: lost meanwhile, and a
+// slot of the broker's in-flight window taken).
+func TestMessagesKeptWhileAwayAreAllTaken(t *testing.T) {
+	mq := testkit.Mosquitto(t)
+	k := testkit.Kafka(t)
+	cfg := bridge.Config{BrokerURL: mq.URL(), ClientID: "bridge-" + t.Name(), Group: "away", KafkaBrokers: k.Brokers()}
+	_, _, stop := startBridge(t, cfg)
+	stop() // the session and its subscription stay at the broker
+	pub := publisher(t, mq.URL())
+	const n = 400
+	for i := range n {
+		publish(t, pub, path.Topic(), envelope(t, uint64(1+10*i), 10))
+	}
+	_, _, stop = startBridge(t, cfg)
+	defer stop()
+	seen := map[string]bool{}
+	for _, m := range readTopic(t, k.Brokers(), schemas.KafkaSamples, n) {
+		seen[string(m.Value)] = true
+	}
+	if len(seen) != n {
+		t.Fatalf("%d distinct envelopes of %d in Kafka", len(seen), n)
+	}
+}
