@@ -76,7 +76,7 @@ type Config struct {
 		Address float64 `yaml:"address"`
 	} `yaml:"rate_limit"`
 	// AnswerCache keeps OEE answers until PostgreSQL announces that the data behind
-	// them changed; MaxBytes bounds it (0: 32 MiB; -1: no cache). Off when
+	// them changed; MaxBytes bounds it (0: 64 MiB; -1: no cache). Off when
 	// read_replica_urls are set (a replica may lag what was announced).
 	AnswerCache struct {
 		MaxBytes int64 `yaml:"max_bytes"`
@@ -126,7 +126,7 @@ func load(file string, getenv func(string) string) (*Config, error) {
 		cfg.AnswerCache.MaxBytes = server.DefaultAnswerCacheBytes
 	case mb == -1:
 	case mb < 1<<20 || mb > 64<<30:
-		return nil, fmt.Errorf("answer_cache.max_bytes %d: want 1048576 (1 MiB) to 68719476736 (64 GiB), 0 for the default (32 MiB) or -1 for no cache", mb)
+		return nil, fmt.Errorf("answer_cache.max_bytes %d: want 1048576 (1 MiB) to 68719476736 (64 GiB), 0 for the default (64 MiB) or -1 for no cache", mb)
 	}
 	if cfg.TokenCache < 0 || cfg.TokenCache > time.Hour {
 		return nil, fmt.Errorf("token_cache %s: want 0 (the default, 10s) to 1h", cfg.TokenCache)
